@@ -1,0 +1,203 @@
+"""The command line: run, datasets, methods, leaderboard."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import BenchError, MethodError
+
+DEFAULT_OUT = Path("results")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise BenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def _overrides(items: list[str], method_names: list[str]) -> dict[str, dict]:
+    from bench.method import coerce_param, get_method
+    out: dict[str, dict] = {m: {} for m in method_names}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        method, dot, param = key.partition(".")
+        if not sep or not dot:
+            raise BenchError(f"--set {item!r}: expected METHOD.PARAM=VALUE, e.g. sasrec.epochs=5")
+        if method not in out:
+            raise BenchError(f"--set {item!r}: method {method!r} is not in --methods ({', '.join(method_names)})")
+        out[method][param] = coerce_param(get_method(method), param, value)
+    return out
+
+
+def cmd_run(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from bench.data.recipe import load_recipe
+    from bench.method import PROFILES, get_method
+    from bench.results import Protocol
+    from bench.runner import Cell, run_cell
+
+    console = Console(stderr=True)
+    datasets = _csv(args.dataset)
+    for d in datasets:
+        load_recipe(d)  # unknown names fail here, before any work
+    methods = _csv(args.methods)
+    for m in methods:
+        get_method(m)
+    if args.profile not in PROFILES:
+        raise BenchError(f"--profile {args.profile!r}: valid: {', '.join(PROFILES)}")
+    if args.negatives < 1:
+        raise BenchError(f"--negatives {args.negatives}: must be >= 1")
+    protocol = Protocol(args.protocol, args.sampler, args.negatives)
+    overrides = _overrides(args.set, methods)
+    for m in methods:  # bad parameter values fail before any work
+        get_method(m).from_profile(args.profile, **overrides[m])
+    cells = [Cell(d, m, s, protocol, args.profile, overrides[m]) for d in datasets for s in _seeds(args.seeds)
+             for m in methods]
+    summaries = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("cells", total=len(cells))
+        for cell in cells:
+            progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
+            t0 = time.perf_counter()
+            status, result, folder = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
+                                              log=lambda msg: progress.console.log(msg))
+            if status == "skipped":
+                line = f"[dim]skip[/] {cell.dataset} {cell.method} seed {cell.seed}: finished earlier ({folder})"
+            else:
+                m = result["metrics"]
+                auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
+                line = (f"[green]done[/] {cell.dataset} {cell.method} seed {cell.seed} {protocol.tag}: "
+                        f"AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f} "
+                        f"MRR {m['mrr']:.4f} ({time.perf_counter() - t0:.1f}s)")
+            progress.console.print(line)
+            summaries.append(line)
+            progress.advance(task)
+    if args.leaderboard:
+        for d in datasets:
+            _leaderboard(Path(args.out), d, protocol.tag, None, console)
+    return 0
+
+
+def _leaderboard(out: Path, dataset: str, protocol: str, target: str | None, console) -> None:
+    from bench.data.recipe import load_recipe
+    from bench.report.leaderboard import build, render, write
+    name = load_recipe(dataset).name
+    lb = build(out, name, protocol, target)
+    paths = write(lb, out)
+    print(render(lb, "md"))
+    console.print("written: " + ", ".join(str(p) for p in paths))
+
+
+def cmd_leaderboard(args) -> int:
+    from rich.console import Console
+    _leaderboard(Path(args.out), args.dataset, args.protocol, args.target, Console(stderr=True))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from tabulate import tabulate
+    from bench.data.prepare import load_dataset
+    from bench.data.recipe import available_recipes, load_recipe
+    rows = []
+    names = _csv(args.dataset) if args.dataset else available_recipes()
+    for name in names:
+        recipe = load_recipe(name)
+        paper = recipe.paper_counts or {}
+        try:
+            ds = load_dataset(recipe, data_root=args.data_root)
+        except (BenchError, FileNotFoundError) as exc:
+            rows.append([name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
+            continue
+        st = ds.stats()
+        ref = f"paper: {paper['users']}/{paper['items']}/{paper['interactions']}" if paper else ""
+        text = ", ".join(f"{k}: {v}" for k, v in ds.text_source.items())
+        rows.append([name, st["users"], st["items"], st["interactions"], st["sequences"], f"{100 * st['sparsity']:.2f}%",
+                     "; ".join(x for x in (f"text from {text}", ref) if x)])
+    print(tabulate(rows, headers=["Dataset", "#User", "#Item", "#Interaction", "#Seq", "Sparsity", "Notes"],
+                   tablefmt="github"))
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from tabulate import tabulate
+    from bench.method import available, get_method
+    if args.name:
+        cls = get_method(args.name)
+        rows = [[f.name, repr(f.default) if f.default is not dataclasses.MISSING else "(required)",
+                 cls.profiles.get("quick", {}).get(f.name, ""), cls.profiles.get("paper", {}).get(f.name, ""),
+                 f.metadata.get("help", "")]
+                for f in dataclasses.fields(cls.Params)]
+        print(f"{cls.name} ({cls.kind}): {cls.description}")
+        print(tabulate(rows, headers=["param", "default", "quick", "paper", "help"], tablefmt="github"))
+        return 0
+    rows = []
+    for name in available():
+        cls = get_method(name)
+        rows.append([name, cls.kind, "yes" if cls.supports_full else "no", cls.description])
+    print(tabulate(rows, headers=["Method", "Kind", "Full ranking", "Description"], tablefmt="github"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench.py", description="Benchmark harness for LLM-based recommendation.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train and score methods on a dataset; results go under --out")
+    r.add_argument("--dataset", default="ml-100k", help="recipe name(s), comma-separated (see `bench.py datasets`)")
+    r.add_argument("--methods", default="random,pop,sasrec", help="method names, comma-separated (see `bench.py methods`)")
+    r.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    r.add_argument("--protocol", choices=("sampled", "full"), default="sampled",
+                   help="sampled: 1 positive + N negatives per user; full: rank all items")
+    r.add_argument("--negatives", type=int, default=99, help="negatives per user in sampled mode")
+    r.add_argument("--sampler", choices=("uniform", "popularity"), default="uniform", help="negative sampler")
+    r.add_argument("--profile", default="quick", help="quick (CPU budget) or paper (the paper's settings, for a GPU)")
+    r.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="override a method parameter")
+    r.add_argument("--out", default=str(DEFAULT_OUT), help="results root")
+    r.add_argument("--data-root", default=None, help="folder holding the datasets (else $LLMREC_DATA_ROOT, else the recipe's)")
+    r.add_argument("--force", action="store_true", help="re-run cells that are already finished")
+    r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("datasets", help="the paper's Table 1 columns for each recipe")
+    d.add_argument("--dataset", default=None, help="only these recipes (comma-separated)")
+    d.add_argument("--data-root", default=None)
+    d.set_defaults(func=cmd_datasets)
+
+    m = sub.add_parser("methods", help="list registered methods, or one method's parameters")
+    m.add_argument("name", nargs="?", help="show this method's parameters and profiles")
+    m.set_defaults(func=cmd_methods)
+
+    lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
+    lb.add_argument("--dataset", required=True)
+    lb.add_argument("--protocol", default="sampled-uniform-n99", help="protocol tag: sampled-<sampler>-n<N> or full")
+    lb.add_argument("--target", default=None, help="method whose Improvement (%%) over the best baseline is shown")
+    lb.add_argument("--out", default=str(DEFAULT_OUT))
+    lb.set_defaults(func=cmd_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (BenchError, MethodError) as exc:
+        if args.debug or os.environ.get("LLMREC_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
+        return 130

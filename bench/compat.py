@@ -1,0 +1,84 @@
+"""The one place where RecBole 1.2.1 is made to work with current packages. Each fix has a test in
+tests/test_compat.py. Version pins that go with these shims are in pyproject.toml.
+
+- numpy 2 removed np.float_/np.complex_/np.unicode_, which RecBole's Config touches: restore the aliases.
+- scipy removed dok_matrix._update, used by LightGCN/NGCF/...: restore it as a bulk dict update.
+- torch >= 2.6 loads weights-only by default and RecBole's own checkpoints pickle its Config: the harness never
+  loads RecBole checkpoints; it keeps the best state in memory and saves plain state_dicts (weights-only loadable).
+  Weights-only loading is never switched off globally.
+- pandas 3 (copy-on-write) silently breaks RecBole's fillna(inplace=True) and token_seq remapping: pinned < 3.
+- Config() parses sys.argv and sets CUDA_VISIBLE_DEVICES; Trainer() opens a TensorBoard writer under ./:
+  `recbole_sandbox()` hides argv, restores the environment and swaps in a no-op writer.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+_APPLIED = False
+
+
+def _numpy_aliases() -> None:
+    for old, new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if not hasattr(np, old):
+            setattr(np, old, new)
+
+
+def _scipy_dok_update() -> None:
+    from scipy.sparse import dok_matrix
+    if not hasattr(dok_matrix, "_update"):
+        def _update(self, data):
+            # RecBole passes {(row, col): value}; newer scipy keeps entries in self._dict
+            self._dict.update(data)
+        dok_matrix._update = _update
+
+
+def _pandas_check() -> None:
+    import pandas as pd
+    if int(pd.__version__.split(".")[0]) >= 3:
+        raise RuntimeError(f"pandas {pd.__version__} breaks RecBole 1.2.1 silently (copy-on-write); install pandas<3")
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED:
+        return
+    _numpy_aliases()
+    _scipy_dok_update()
+    _pandas_check()
+    _APPLIED = True
+
+
+class _NullWriter:
+    """Stands in for RecBole's TensorBoard SummaryWriter, which would write ./log_tensorboard."""
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def recbole_sandbox():
+    """Contain RecBole's side effects: argv parsing, CUDA_VISIBLE_DEVICES, TensorBoard files, root logger."""
+    apply()
+    import logging
+    import recbole.trainer.trainer as rb_trainer
+    saved_argv = sys.argv
+    saved_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+    saved_tb = rb_trainer.get_tensorboard
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    sys.argv = sys.argv[:1]
+    rb_trainer.get_tensorboard = lambda logger: _NullWriter()
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        rb_trainer.get_tensorboard = saved_tb
+        if saved_cuda is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved_cuda
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)

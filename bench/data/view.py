@@ -1,0 +1,72 @@
+"""What a method sees while it trains: every sequence without its test item. The test target never enters fit()."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from bench.data.candidates import Candidates
+from bench.data.prepare import SeqDataset
+
+
+@dataclass
+class FitData:
+    name: str
+    fingerprint: str
+    user_tokens: list[str]
+    item_tokens: list[str]
+    item_text: list[str]
+    item_attrs: dict
+    category: str
+    known: list[np.ndarray]  # per user: training items + the validation target (the test target is cut off)
+    valid_candidates: Candidates | None = None
+    seed: int = 0
+    log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
+
+    @classmethod
+    def from_dataset(cls, ds: SeqDataset, valid_candidates: Candidates | None = None, seed: int = 0,
+                     log: Callable[[str], None] | None = None) -> "FitData":
+        return cls(name=ds.name, fingerprint=ds.fingerprint, user_tokens=ds.user_tokens, item_tokens=ds.item_tokens,
+                   item_text=ds.item_text, item_attrs=ds.item_attrs, category=ds.category,
+                   known=[s[:-1] for s in ds.seqs], valid_candidates=valid_candidates, seed=seed,
+                   log=log or (lambda msg: None))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_tokens)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_tokens)
+
+    def train_seq(self, user: int) -> np.ndarray:
+        return self.known[user][:-1]
+
+    @property
+    def valid_target(self) -> np.ndarray:
+        return np.array([k[-1] for k in self.known], dtype=np.int64)
+
+    def history(self, user: int, split: str) -> np.ndarray:
+        """Items before the target: for validation the training items, for test also the validation item."""
+        if split == "test":
+            return self.known[user]
+        if split == "valid":
+            return self.known[user][:-1]
+        raise ValueError(f"split {split!r} is not 'valid' or 'test'")
+
+    def train_interactions(self) -> tuple[np.ndarray, np.ndarray]:
+        users = np.repeat(np.arange(self.n_users), [len(k) - 1 for k in self.known])
+        items = np.concatenate([k[:-1] for k in self.known])
+        return users, items
+
+    def slice_users(self, n: int, seed: int = 0) -> "FitData":
+        """A seeded subset of users with all items kept (used for tiny conformance runs)."""
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(self.n_users, size=min(n, self.n_users), replace=False))
+        vc = None
+        if self.valid_candidates is not None:
+            rows = np.flatnonzero(np.isin(self.valid_candidates.users, keep))
+            vc = self.valid_candidates.subset(rows)
+        return FitData(self.name, self.fingerprint, self.user_tokens, self.item_tokens, self.item_text, self.item_attrs,
+                       self.category, self.known, vc, self.seed, self.log)

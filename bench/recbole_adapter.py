@@ -1,0 +1,218 @@
+"""A thin adapter that trains RecBole's own model classes on the harness's split and scores the harness's candidates.
+
+- RecBole is fed the harness split: each user's known items (training items + validation target, never the test
+  target) as atomic files with timestamp = position; `LS: valid_only` makes RecBole train on everything but the
+  validation target, exactly the harness's training items. All items are declared in the .item file, so every
+  candidate has an embedding.
+- Training runs RecBole's own Trainer._train_epoch; validation (early stopping) is the harness evaluator on the
+  harness's validation candidates; the best state is kept in memory (no RecBole checkpoint is ever loaded).
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from bench.compat import recbole_sandbox
+from bench.data.readers import write_atomic
+from bench.evaluate import evaluate_sampled
+from bench.method import Method
+
+
+@dataclass
+class RecBoleParams:
+    epochs: int = field(default=200, metadata={"help": "maximum training epochs"})
+    max_minutes: float | None = field(default=None, metadata={"help": "training time budget; stops after the epoch that crosses it"})
+    patience: int = field(default=10, metadata={"help": "epochs without validation improvement before stopping"})
+    valid_metric: str = field(default="ndcg@10", metadata={"help": "harness metric on validation candidates for early stopping"})
+    valid_every: int = field(default=1, metadata={"help": "validate every N epochs"})
+    learning_rate: float = field(default=0.001, metadata={"help": "Adam learning rate (RecBole default)"})
+    train_batch_size: int = field(default=2048, metadata={"help": "training batch size (RecBole default)"})
+    eval_batch_size: int = field(default=512, metadata={"help": "users per scoring batch"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when available)"})
+
+
+class RecBoleMethod(Method):
+    """Subclasses set `recbole_model` (the RecBole class name) and a Params dataclass extending RecBoleParams whose
+    extra fields are passed to RecBole's config unchanged."""
+    recbole_model: ClassVar[str] = ""
+    kind = "baseline"
+    supports_full = True
+    Params = RecBoleParams
+    extra_config: ClassVar[dict[str, Any]] = {}
+
+    # ---- building RecBole's view of the harness split ----
+    def _model_config(self) -> dict[str, Any]:
+        base = {f.name for f in RecBoleParams.__dataclass_fields__.values()}
+        params = self.get_params()
+        cfg = {k: v for k, v in params.items() if k not in base}
+        cfg.update(learning_rate=params["learning_rate"], train_batch_size=params["train_batch_size"],
+                   eval_batch_size=params["eval_batch_size"])
+        return cfg
+
+    def _write_atomic(self, data, folder: Path, name: str) -> list[str]:
+        users = np.repeat(np.arange(data.n_users), [len(k) for k in data.known])
+        items = np.concatenate(data.known)
+        pos = np.concatenate([np.arange(len(k)) for k in data.known]).astype(np.float64)
+        inter = pd.DataFrame({"user_id": users.astype(str), "item_id": items.astype(str), "timestamp": pos})
+        write_atomic(folder / name / f"{name}.inter", inter, {"user_id": "token", "item_id": "token", "timestamp": "float"})
+        item = pd.DataFrame({"item_id": np.arange(data.n_items).astype(str)})
+        types = {"item_id": "token"}
+        item_cols = ["item_id"]
+        for fld, tokens in self._item_features(data).items():
+            item[fld] = [" ".join(t) for t in tokens]
+            types[fld] = "token_seq"
+            item_cols.append(fld)
+        write_atomic(folder / name / f"{name}.item", item, types)
+        return item_cols
+
+    def _item_features(self, data) -> dict[str, list[list[str]]]:
+        return {}
+
+    def _config(self, data, folder: Path, name: str, item_cols: list[str]):
+        import torch
+        from recbole.config import Config
+        device = self.params.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        cfg = {
+            "data_path": str(folder), "checkpoint_dir": str(folder / "ckpt"), "show_progress": False,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": item_cols},
+            "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
+            "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
+            "seed": data.seed, "reproducibility": True, "use_gpu": device == "cuda", "gpu_id": "0",
+            "log_wandb": False, "state": "WARNING", "worker": 0,
+            **self.extra_config, **self._model_config(),
+        }
+        config = Config(model=self.recbole_model, dataset=name, config_dict=cfg)
+        config["device"] = torch.device(device)
+        self.device_ = device
+        return config
+
+    def fit(self, data) -> "RecBoleMethod":
+        import torch
+        with recbole_sandbox():
+            from recbole.data import create_dataset
+            from recbole.data.utils import create_samplers, get_dataloader
+            from recbole.utils import get_model, get_trainer, init_seed
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"recbole-{self.name}-"))
+            try:
+                name = f"h{data.fingerprint}"
+                item_cols = self._write_atomic(data, self._tmp, name)
+                config = self._config(data, self._tmp, name, item_cols)
+                init_seed(data.seed, True)
+                dataset = create_dataset(config)
+                built = dataset.build()
+                train_sampler, _, _ = create_samplers(config, dataset, built)
+                train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=True)
+                self._check_split(data, dataset, built[0])
+                self.model_ = get_model(config["model"])(config, built[0]).to(config["device"])
+                trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, self.model_)
+                self._map_ids(data, dataset)
+                self.config_ = config
+                self.data_ = data
+                self._train(data, trainer, train_data)
+            finally:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+        return self
+
+    def _check_split(self, data, dataset, train_ds) -> None:
+        """RecBole's training set must be exactly the harness's training items (nothing re-split, nothing lost)."""
+        from recbole.utils import ModelType
+        expected = sum(len(k) - 1 for k in data.known)
+        if self.config_type(dataset) == ModelType.SEQUENTIAL:
+            expected -= data.n_users  # augmentation: a user's first item is never a target
+        got = len(train_ds.inter_feat)
+        if got != expected:
+            raise RuntimeError(f"RecBole training set has {got} rows, the harness split implies {expected}")
+
+    @staticmethod
+    def config_type(dataset):
+        return dataset.config["MODEL_TYPE"]
+
+    def _map_ids(self, data, dataset) -> None:
+        self.item_map_ = np.asarray(dataset.token2id("item_id", [str(i) for i in range(data.n_items)]), dtype=np.int64)
+        self.user_map_ = np.asarray(dataset.token2id("user_id", [str(u) for u in range(data.n_users)]), dtype=np.int64)
+
+    # ---- training loop: RecBole's epoch, the harness's validation ----
+    def _train(self, data, trainer, train_data) -> None:
+        p = self.params
+        vc = data.valid_candidates
+        best, best_epoch, best_state, wait = -np.inf, -1, None, 0
+        history, t0, stopped = [], time.perf_counter(), "max_epochs"
+        for epoch in range(p.epochs):
+            te = time.perf_counter()
+            loss = trainer._train_epoch(train_data, epoch)
+            loss = float(sum(loss)) if isinstance(loss, tuple) else float(loss)
+            entry = {"epoch": epoch, "loss": loss, "train_s": time.perf_counter() - te}
+            if vc is not None and (epoch + 1) % p.valid_every == 0:
+                scores = self.score(vc.users, vc.items, split="valid")
+                value = evaluate_sampled(scores, vc.labels).metrics[p.valid_metric]
+                entry["valid"] = value
+                if value > best:
+                    best, best_epoch, wait = value, epoch, 0
+                    best_state = copy.deepcopy(self.model_.state_dict())
+                else:
+                    wait += 1
+            data.log(f"{self.name} epoch {epoch}: loss {loss:.4f}"
+                     + (f", valid {p.valid_metric} {entry['valid']:.4f}" if "valid" in entry else "")
+                     + f" ({entry['train_s']:.1f}s)")
+            history.append(entry)
+            if wait >= p.patience:
+                stopped = "patience"
+                break
+            if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+                stopped = "max_minutes"
+                break
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        self.model_.eval()
+        self.fit_info_ = {"epochs_run": len(history), "best_epoch": best_epoch, "best_valid": best,
+                          "valid_metric": p.valid_metric, "stopped_by": stopped,
+                          "train_minutes": (time.perf_counter() - t0) / 60, "history": history,
+                          "budget": {"epochs": p.epochs, "max_minutes": p.max_minutes, "patience": p.patience}}
+
+    # ---- scoring ----
+    def _interaction(self, users: np.ndarray, split: str):
+        import torch
+        from recbole.data.interaction import Interaction
+        from recbole.utils import ModelType
+        fields = {self.model_.USER_ID: torch.as_tensor(self.user_map_[users])}
+        if self.config_["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+            max_len = self.config_["MAX_ITEM_LIST_LENGTH"]
+            seq = np.zeros((len(users), max_len), dtype=np.int64)
+            lengths = np.zeros(len(users), dtype=np.int64)
+            for row, u in enumerate(users):
+                hist = self.data_.history(int(u), split)[-max_len:]
+                seq[row, :len(hist)] = self.item_map_[hist]
+                lengths[row] = len(hist)
+            fields[self.model_.ITEM_SEQ] = torch.as_tensor(seq)
+            fields[self.model_.ITEM_SEQ_LEN] = torch.as_tensor(lengths)
+        return Interaction(fields).to(self.config_["device"])
+
+    def _full_scores(self, users: np.ndarray, split: str) -> np.ndarray:
+        import torch
+        with torch.no_grad():
+            scores = self.model_.full_sort_predict(self._interaction(users, split))
+        return scores.view(len(users), -1).float().cpu().numpy()
+
+    def score(self, users, candidates, split="test"):
+        users = np.asarray(users)
+        out = np.empty(np.shape(candidates), dtype=np.float32)
+        bs = self.params.eval_batch_size
+        for s in range(0, len(users), bs):
+            full = self._full_scores(users[s:s + bs], split)
+            out[s:s + bs] = np.take_along_axis(full, self.item_map_[np.asarray(candidates[s:s + bs])], axis=1)
+        return out
+
+    def score_full(self, users, split="test"):
+        users = np.asarray(users)
+        return np.concatenate([self._full_scores(users[s:s + self.params.eval_batch_size], split)[:, self.item_map_]
+                               for s in range(0, len(users), self.params.eval_batch_size)])

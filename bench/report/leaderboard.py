@@ -1,0 +1,125 @@
+"""The paper-style table from stored results only (never retrains): one row per method, metrics as columns,
+best value bold, best baseline underlined, an Improvement (%) row of a chosen method over the best baseline,
+mean ± std over seeds."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench.errors import BenchError
+from bench.evaluate import METRIC_KEYS
+from bench.io import write_text
+from bench.results import iter_results
+
+KIND_ORDER = {"baseline": 0, "llm": 1, "proposed": 2}
+HEADERS = {"auc": "AUC", "gauc": "GAUC", "mrr": "MRR"}
+
+
+def header(key: str) -> str:
+    return HEADERS.get(key, key.upper())
+
+
+@dataclass
+class Leaderboard:
+    dataset: str
+    protocol: str
+    mean: pd.DataFrame           # index: method label; columns: metrics
+    std: pd.DataFrame
+    n_seeds: pd.Series
+    kind: pd.Series
+    target: str | None
+    best_baseline: dict[str, str]
+
+    def metrics(self) -> list[str]:
+        return [m for m in METRIC_KEYS if self.mean[m].notna().any()]
+
+    def improvement(self) -> dict[str, float] | None:
+        if self.target is None:
+            return None
+        out = {}
+        for m in self.metrics():
+            base = self.mean.at[self.best_baseline[m], m] if self.best_baseline.get(m) else np.nan
+            out[m] = 100.0 * (self.mean.at[self.target, m] - base) / base if base else np.nan
+        return out
+
+
+def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
+    rows = []
+    for folder, res in iter_results(Path(root) / dataset / protocol):
+        m = res["method"]
+        rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
+                     "seed": res["seed"], **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
+    if not rows:
+        raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
+                         f"run `bench.py run --dataset {dataset}` first")
+    return pd.DataFrame(rows)
+
+
+def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", target: str | None = None) -> Leaderboard:
+    df = collect(root, dataset, protocol)
+    hashes = df.groupby("method")["params_hash"].nunique()
+    df["label"] = [m if hashes[m] == 1 else f"{m}[{h}]" for m, h in zip(df["method"], df["params_hash"])]
+    values = df[["label", *METRIC_KEYS]].astype({k: float for k in METRIC_KEYS}).groupby("label")
+    mean, std = values.mean(), values.std()
+    kind = df.groupby("label")["kind"].first()
+    order = sorted(mean.index, key=lambda lab: (KIND_ORDER.get(kind[lab], 9), lab))
+    mean, std, kind = mean.loc[order], std.loc[order], kind.loc[order]
+    n_seeds = df.groupby("label")["seed"].nunique().loc[order]
+    if target is not None and target not in mean.index:
+        raise BenchError(f"target method {target!r} has no result for {dataset}/{protocol}; has: {', '.join(mean.index)}")
+    best_baseline = {}
+    for m in METRIC_KEYS:
+        col = mean[m].drop(index=[target] if target else []).dropna()
+        best_baseline[m] = col.idxmax() if len(col) else None
+    return Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline)
+
+
+def _cell(lb: Leaderboard, label: str, m: str, style: str) -> str:
+    mean, std = lb.mean.at[label, m], lb.std.at[label, m]
+    if pd.isna(mean):
+        return "-"
+    text = f"{mean:.4f}" + (f" ± {std:.4f}" if lb.n_seeds[label] > 1 and not pd.isna(std) else "")
+    best = lb.mean[m].max()
+    if np.isclose(mean, best, rtol=0, atol=1e-12):
+        text = f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
+    elif lb.best_baseline.get(m) == label:
+        text = f"_{text}_" if style == "md" else f"\\underline{{{text}}}"
+    return text
+
+
+def render(lb: Leaderboard, style: str) -> str:
+    metrics = lb.metrics()
+    rows = [[label, *[_cell(lb, label, m, style) for m in metrics], int(lb.n_seeds[label])]
+            for label in lb.mean.index]
+    imp = lb.improvement()
+    if imp is not None:
+        rows.append(["Improvement (%)", *[f"{imp[m]:+.2f}" if not pd.isna(imp[m]) else "-" for m in metrics], ""])
+    heads = ["Method", *[header(m) for m in metrics], "seeds"]
+    if style == "md":
+        table = tabulate(rows, headers=heads, tablefmt="github")
+        legend = (f"\n\nDataset `{lb.dataset}`, protocol `{lb.protocol}`. Bold: best value; italic: best baseline"
+                  + (f" (methods other than `{lb.target}`); Improvement: `{lb.target}` over the best baseline." if lb.target
+                     else "; no target method chosen, so no Improvement row (use --target).")
+                  + " Mean ± std over seeds where there are several.\n")
+        return table + legend
+    return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
+
+
+def to_csv(lb: Leaderboard) -> str:
+    flat = lb.mean.join(lb.std, rsuffix="_std")
+    flat["n_seeds"], flat["kind"] = lb.n_seeds, lb.kind
+    return flat.to_csv(index_label="method")
+
+
+def write(lb: Leaderboard, out_dir: Path) -> list[Path]:
+    base = Path(out_dir) / lb.dataset
+    paths = []
+    for ext, text in (("md", render(lb, "md")), ("tex", render(lb, "tex")), ("csv", to_csv(lb))):
+        path = base / f"leaderboard-{lb.protocol}.{ext}"
+        write_text(path, text)
+        paths.append(path)
+    return paths

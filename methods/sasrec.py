@@ -1,0 +1,30 @@
+"""SASRec (Kang & McAuley, 2018) through RecBole's own model class and training epoch.
+Defaults: RecBole 1.2.1's SASRec.yaml (2 layers, 2 heads, hidden 64, inner 256, dropout 0.5, CE loss over all items,
+max sequence length 50, lr 1e-3, batch 2048)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.recbole_adapter import RecBoleMethod, RecBoleParams
+
+
+@dataclass
+class SASRecParams(RecBoleParams):
+    n_layers: int = field(default=2, metadata={"help": "transformer layers"})
+    n_heads: int = field(default=2, metadata={"help": "attention heads"})
+    hidden_size: int = field(default=64, metadata={"help": "embedding / hidden size"})
+    inner_size: int = field(default=256, metadata={"help": "feed-forward size"})
+    hidden_dropout_prob: float = field(default=0.5, metadata={"help": "dropout on hidden states"})
+    attn_dropout_prob: float = field(default=0.5, metadata={"help": "dropout on attention weights"})
+    MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR"})
+
+
+class SASRec(RecBoleMethod):
+    name = "sasrec"
+    recbole_model = "SASRec"
+    description = "self-attentive sequential recommendation (RecBole model + training)"
+    Params = SASRecParams
+    extra_config = {"train_neg_sample_args": None}
+    profiles = {"quick": {"epochs": 30, "max_minutes": 8, "patience": 3},
+                "paper": {"epochs": 200, "patience": 10}}

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "bench.py"), *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--dataset", "nope"], "unknown dataset 'nope'; valid:"),
+    (["run", "--methods", "pop,nope"], "unknown method 'nope'; valid:"),
+    (["run", "--profile", "huge"], "--profile 'huge': valid: quick, paper"),
+    (["run", "--seeds", "a"], "--seeds 'a'"),
+    (["run", "--methods", "sasrec", "--set", "sasrec.epochs=x"], "epochs='x' is not a valid int"),
+    (["run", "--methods", "pop", "--set", "sasrec.epochs=1"], "not in --methods"),
+    (["leaderboard", "--dataset", "toys", "--out", "/tmp/llmrec-empty"], "no results for dataset"),
+    (["leaderboard", "--dataset", "nothing-here"], "unknown dataset"),
+])
+def test_bad_input_gets_one_line_error(args, message):
+    r = cli(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_run_then_leaderboard(tmp_path):
+    r = cli("run", "--dataset", "ml-100k", "--methods", "random,pop", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "| pop" in r.stdout and "done ml-100k pop seed 0" in r.stderr
+    r2 = cli("run", "--dataset", "ml-100k", "--methods", "random,pop", "--out", str(tmp_path))
+    assert r2.stderr.count("skip") == 2
+    assert (tmp_path / "ml-100k" / "leaderboard-sampled-uniform-n99.md").is_file()
+    r3 = cli("leaderboard", "--dataset", "ml-100k", "--target", "pop", "--out", str(tmp_path))
+    assert r3.returncode == 0 and "Improvement (%)" in r3.stdout
+
+
+def test_listing_commands():
+    r = cli("methods")
+    assert r.returncode == 0 and "sasrec" in r.stdout and "pop" in r.stdout
+    r = cli("datasets", "--dataset", "ml-100k")
+    assert r.returncode == 0 and "938" in r.stdout

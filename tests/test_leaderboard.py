@@ -1,0 +1,41 @@
+import pytest
+
+from bench.errors import BenchError
+from bench.io import write_json
+from bench.report.leaderboard import build, render, to_csv, write
+
+METRICS = ("auc", "gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10", "mrr")
+
+
+def fake(root, method, seed, hr10, kind="baseline"):
+    m = {k: 0.1 for k in METRICS} | {"hr@10": hr10, "auc": 0.5 + hr10 / 2}
+    folder = root / "d" / "sampled-uniform-n99" / method / "abcd1234" / f"seed{seed}"
+    write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": "abcd1234"},
+                                        "seed": seed, "metrics": m, "dataset": {"fingerprint": "f"}})
+
+
+def test_table_marks_best_and_improvement(tmp_path):
+    fake(tmp_path, "pop", 0, 0.30)
+    fake(tmp_path, "sasrec", 0, 0.40)
+    fake(tmp_path, "sasrec", 1, 0.44)
+    fake(tmp_path, "ganprompt", 0, 0.50, kind="proposed")
+    lb = build(tmp_path, "d", target="ganprompt")
+    assert lb.mean.at["sasrec", "hr@10"] == pytest.approx(0.42) and lb.n_seeds["sasrec"] == 2
+    assert lb.best_baseline["hr@10"] == "sasrec"
+    assert lb.improvement()["hr@10"] == pytest.approx(100 * (0.50 - 0.42) / 0.42)
+    md = render(lb, "md")
+    assert "**0.5000**" in md and "_0.4200 ± 0.0283_" in md and "Improvement (%)" in md and "+19.05" in md
+    tex = render(lb, "tex")
+    assert "\\textbf{0.5000}" in tex and "\\underline{0.4200 ± 0.0283}" in tex
+    assert "hr@10_std" in to_csv(lb)
+    paths = write(lb, tmp_path / "out")
+    assert {p.suffix for p in paths} == {".md", ".tex", ".csv"} and all(p.is_file() for p in paths)
+    assert list(lb.mean.index)[-1] == "ganprompt"
+
+
+def test_missing_results_and_target_are_one_line_errors(tmp_path):
+    with pytest.raises(BenchError, match="no results for dataset 'd'"):
+        build(tmp_path, "d")
+    fake(tmp_path, "pop", 0, 0.3)
+    with pytest.raises(BenchError, match="target method 'x'"):
+        build(tmp_path, "d", target="x")
