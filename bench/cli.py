@@ -43,7 +43,6 @@ def cmd_run(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from bench.data.recipe import load_recipe
     from bench.method import PROFILES, get_method
-    from bench.results import Protocol
     from bench.runner import Cell, run_cell
 
     console = Console(stderr=True)
@@ -57,36 +56,57 @@ def cmd_run(args) -> int:
         raise BenchError(f"--profile {args.profile!r}: valid: {', '.join(PROFILES)}")
     if args.negatives < 1:
         raise BenchError(f"--negatives {args.negatives}: must be >= 1")
-    protocol = Protocol(args.protocol, args.sampler, args.negatives)
+    protocols = _protocols(args.protocol, args.sampler, args.negatives)
     overrides = _overrides(args.set, methods)
-    for m in methods:  # bad parameter values fail before any work
+    for m in methods:  # bad parameter values and impossible protocols fail before any work
         get_method(m).from_profile(args.profile, **overrides[m])
-    cells = [Cell(d, m, s, protocol, args.profile, overrides[m]) for d in datasets for s in _seeds(args.seeds)
+        if any(p.mode == "full" for p in protocols) and not get_method(m).supports_full:
+            raise BenchError(f"method {m} does not support full ranking; drop it or use --protocol sampled")
+    cells = [Cell(d, m, s, protocols, args.profile, overrides[m]) for d in datasets for s in _seeds(args.seeds)
              for m in methods]
-    summaries = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("cells", total=len(cells))
         for cell in cells:
             progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
             t0 = time.perf_counter()
-            status, result, folder = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
-                                              log=lambda msg: progress.console.log(msg))
-            if status == "skipped":
-                line = f"[dim]skip[/] {cell.dataset} {cell.method} seed {cell.seed}: finished earlier ({folder})"
-            else:
-                m = result["metrics"]
-                auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
-                line = (f"[green]done[/] {cell.dataset} {cell.method} seed {cell.seed} {protocol.tag}: "
-                        f"AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f} "
-                        f"MRR {m['mrr']:.4f} ({time.perf_counter() - t0:.1f}s)")
-            progress.console.print(line)
-            summaries.append(line)
+            outcomes = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
+                                log=lambda msg: progress.console.log(msg))
+            for protocol, (status, result, folder) in zip(protocols, outcomes):
+                progress.console.print(_summary(cell, protocol, status, result, folder, time.perf_counter() - t0))
             progress.advance(task)
     if args.leaderboard:
         for d in datasets:
-            _leaderboard(Path(args.out), d, protocol.tag, None, console)
+            for protocol in protocols:
+                _leaderboard(Path(args.out), d, protocol.tag, None, console)
     return 0
+
+
+def _protocols(modes: str, samplers: str, negatives: int):
+    from bench.data.candidates import SAMPLERS
+    from bench.results import Protocol
+    out = []
+    for mode in _csv(modes):
+        if mode not in ("sampled", "full"):
+            raise BenchError(f"--protocol {mode!r}: valid: sampled, full (comma-separated for several)")
+        if mode == "full":
+            out.append(Protocol("full"))
+            continue
+        for sampler in _csv(samplers):
+            if sampler not in SAMPLERS:
+                raise BenchError(f"--sampler {sampler!r}: valid: {', '.join(SAMPLERS)}")
+            out.append(Protocol("sampled", sampler, negatives))
+    return tuple(dict.fromkeys(out))
+
+
+def _summary(cell, protocol, status, result, folder, seconds) -> str:
+    head = f"{cell.dataset} {cell.method} seed {cell.seed} {protocol.tag}"
+    if status == "skipped":
+        return f"[dim]skip[/] {head}: finished earlier ({folder})"
+    m = result["metrics"]
+    auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
+    return (f"[green]done[/] {head}: AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} "
+            f"NDCG@10 {m['ndcg@10']:.4f} MRR {m['mrr']:.4f} ({seconds:.1f}s)")
 
 
 def _leaderboard(out: Path, dataset: str, protocol: str, target: str | None, console) -> None:
@@ -97,6 +117,22 @@ def _leaderboard(out: Path, dataset: str, protocol: str, target: str | None, con
     paths = write(lb, out)
     print(render(lb, "md"))
     console.print("written: " + ", ".join(str(p) for p in paths))
+
+
+def cmd_compare_protocols(args) -> int:
+    from rich.console import Console
+    from bench.data.recipe import load_recipe
+    from bench.report.protocols import compare, write
+    console = Console(stderr=True)
+    name = load_recipe(args.dataset).name
+    if args.run:
+        args.protocol, args.sampler, args.leaderboard = "full,sampled", "uniform,popularity", False
+        cmd_run(args)
+    table = compare(Path(args.out), name, _csv(args.methods) if args.methods else None, args.negatives, args.metric)
+    paths = write(table, Path(args.out), name)
+    print(table.markdown)
+    console.print("written: " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def cmd_leaderboard(args) -> int:
@@ -149,24 +185,29 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def _run_args(r) -> None:
+    r.add_argument("--dataset", default="ml-100k", help="recipe name(s), comma-separated (see `bench.py datasets`)")
+    r.add_argument("--methods", default="random,pop,sasrec", help="method names, comma-separated (see `bench.py methods`)")
+    r.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    r.add_argument("--negatives", type=int, default=99, help="negatives per user in sampled mode")
+    r.add_argument("--profile", default="quick", help="quick (CPU budget) or paper (the paper's settings, for a GPU)")
+    r.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="override a method parameter")
+    r.add_argument("--out", default=str(DEFAULT_OUT), help="results root")
+    r.add_argument("--data-root", default=None, help="folder holding the datasets (else $LLMREC_DATA_ROOT, else the recipe's)")
+    r.add_argument("--force", action="store_true", help="re-run cells that are already finished")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench.py", description="Benchmark harness for LLM-based recommendation.")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="train and score methods on a dataset; results go under --out")
-    r.add_argument("--dataset", default="ml-100k", help="recipe name(s), comma-separated (see `bench.py datasets`)")
-    r.add_argument("--methods", default="random,pop,sasrec", help="method names, comma-separated (see `bench.py methods`)")
-    r.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
-    r.add_argument("--protocol", choices=("sampled", "full"), default="sampled",
-                   help="sampled: 1 positive + N negatives per user; full: rank all items")
-    r.add_argument("--negatives", type=int, default=99, help="negatives per user in sampled mode")
-    r.add_argument("--sampler", choices=("uniform", "popularity"), default="uniform", help="negative sampler")
-    r.add_argument("--profile", default="quick", help="quick (CPU budget) or paper (the paper's settings, for a GPU)")
-    r.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="override a method parameter")
-    r.add_argument("--out", default=str(DEFAULT_OUT), help="results root")
-    r.add_argument("--data-root", default=None, help="folder holding the datasets (else $LLMREC_DATA_ROOT, else the recipe's)")
-    r.add_argument("--force", action="store_true", help="re-run cells that are already finished")
+    _run_args(r)
+    r.add_argument("--protocol", default="sampled",
+                   help="sampled (1 positive + N negatives per user), full (rank all items), or both: sampled,full; "
+                        "one training serves every protocol")
+    r.add_argument("--sampler", default="uniform", help="negative sampler(s): uniform, popularity, or uniform,popularity")
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
     r.set_defaults(func=cmd_run)
 
@@ -178,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("methods", help="list registered methods, or one method's parameters")
     m.add_argument("name", nargs="?", help="show this method's parameters and profiles")
     m.set_defaults(func=cmd_methods)
+
+    cp = sub.add_parser("compare-protocols", help="the same trained models under full ranking, uniform-N and "
+                                                  "popularity-N candidates, with Kendall tau between the orderings")
+    _run_args(cp)
+    cp.add_argument("--metric", default="ndcg@10", help="metric used to order the methods")
+    cp.add_argument("--no-run", dest="run", action="store_false", help="only read stored results")
+    cp.set_defaults(func=cmd_compare_protocols)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
     lb.add_argument("--dataset", required=True)

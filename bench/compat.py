@@ -63,6 +63,7 @@ def recbole_sandbox():
     """Contain RecBole's side effects: argv parsing, CUDA_VISIBLE_DEVICES, TensorBoard files, root logger."""
     apply()
     import logging
+    import warnings
     import recbole.trainer.trainer as rb_trainer
     saved_argv = sys.argv
     saved_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -72,7 +73,11 @@ def recbole_sandbox():
     sys.argv = sys.argv[:1]
     rb_trainer.get_tensorboard = lambda logger: _NullWriter()
     try:
-        yield
+        with warnings.catch_warnings():
+            # RecBole's own deprecation noise (pandas chained fillna, torch.cuda.amp) on every run
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"recbole\.")
+            yield
     finally:
         sys.argv = saved_argv
         rb_trainer.get_tensorboard = saved_tb

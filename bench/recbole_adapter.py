@@ -39,6 +39,11 @@ class RecBoleParams:
     device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when available)"})
 
 
+# CPU budget vs the paper's settings; every RecBole baseline uses these unless its module says otherwise
+DEFAULT_PROFILES = {"quick": {"epochs": 30, "max_minutes": 8, "patience": 3},
+                    "paper": {"epochs": 200, "patience": 10}}
+
+
 class RecBoleMethod(Method):
     """Subclasses set `recbole_model` (the RecBole class name) and a Params dataclass extending RecBoleParams whose
     extra fields are passed to RecBole's config unchanged."""
@@ -47,6 +52,7 @@ class RecBoleMethod(Method):
     supports_full = True
     Params = RecBoleParams
     extra_config: ClassVar[dict[str, Any]] = {}
+    profiles = DEFAULT_PROFILES
 
     # ---- building RecBole's view of the harness split ----
     def _model_config(self) -> dict[str, Any]:
@@ -76,66 +82,69 @@ class RecBoleMethod(Method):
     def _item_features(self, data) -> dict[str, list[list[str]]]:
         return {}
 
-    def _config(self, data, folder: Path, name: str, item_cols: list[str]):
+    def _config(self, data, **overrides):
         import torch
         from recbole.config import Config
         device = self.params.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         cfg = {
-            "data_path": str(folder), "checkpoint_dir": str(folder / "ckpt"), "show_progress": False,
-            "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": item_cols},
+            "data_path": str(self._tmp), "checkpoint_dir": str(self._tmp / "ckpt"), "show_progress": False,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": self._item_cols},
             "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
             "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
             "seed": data.seed, "reproducibility": True, "use_gpu": device == "cuda", "gpu_id": "0",
             "log_wandb": False, "state": "WARNING", "worker": 0,
-            **self.extra_config, **self._model_config(),
+            **self.extra_config, **self._model_config(), **overrides,
         }
-        config = Config(model=self.recbole_model, dataset=name, config_dict=cfg)
+        config = Config(model=self.recbole_model, dataset=self._name, config_dict=cfg)
         config["device"] = torch.device(device)
         self.device_ = device
         return config
 
     def fit(self, data) -> "RecBoleMethod":
-        import torch
         with recbole_sandbox():
-            from recbole.data import create_dataset
-            from recbole.data.utils import create_samplers, get_dataloader
-            from recbole.utils import get_model, get_trainer, init_seed
             self._tmp = Path(tempfile.mkdtemp(prefix=f"recbole-{self.name}-"))
             try:
-                name = f"h{data.fingerprint}"
-                item_cols = self._write_atomic(data, self._tmp, name)
-                config = self._config(data, self._tmp, name, item_cols)
-                init_seed(data.seed, True)
-                dataset = create_dataset(config)
-                built = dataset.build()
-                train_sampler, _, _ = create_samplers(config, dataset, built)
-                train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=True)
-                self._check_split(data, dataset, built[0])
-                self.model_ = get_model(config["model"])(config, built[0]).to(config["device"])
-                trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, self.model_)
-                self._map_ids(data, dataset)
-                self.config_ = config
                 self.data_ = data
-                self._train(data, trainer, train_data)
+                self._name = f"h{data.fingerprint}"
+                self._item_cols = self._write_atomic(data, self._tmp, self._name)
+                self._fit_stages(data)
             finally:
                 shutil.rmtree(self._tmp, ignore_errors=True)
+                del self._tmp, self._name, self._item_cols
         return self
 
-    def _check_split(self, data, dataset, train_ds) -> None:
+    def _fit_stages(self, data) -> None:
+        trainer, train_data = self._build(data)
+        self._train(data, trainer, train_data)
+
+    def _build(self, data, **overrides):
+        """RecBole config, dataset, training loader, model and trainer for the harness split."""
+        from recbole.data import create_dataset
+        from recbole.data.utils import create_samplers, get_dataloader
+        from recbole.utils import get_model, get_trainer, init_seed
+        config = self._config(data, **overrides)
+        init_seed(data.seed, True)
+        dataset = create_dataset(config)
+        built = dataset.build()
+        train_sampler, _, _ = create_samplers(config, dataset, built)
+        train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=True)
+        self._check_split(data, config, built[0])
+        self.model_ = get_model(config["model"])(config, built[0]).to(config["device"])
+        self.config_ = config
+        self._map_ids(data, dataset)
+        return get_trainer(config["MODEL_TYPE"], config["model"])(config, self.model_), train_data
+
+    def _check_split(self, data, config, train_ds) -> None:
         """RecBole's training set must be exactly the harness's training items (nothing re-split, nothing lost)."""
         from recbole.utils import ModelType
         expected = sum(len(k) - 1 for k in data.known)
-        if self.config_type(dataset) == ModelType.SEQUENTIAL:
+        if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
             expected -= data.n_users  # augmentation: a user's first item is never a target
         got = len(train_ds.inter_feat)
         if got != expected:
             raise RuntimeError(f"RecBole training set has {got} rows, the harness split implies {expected}")
-
-    @staticmethod
-    def config_type(dataset):
-        return dataset.config["MODEL_TYPE"]
 
     def _map_ids(self, data, dataset) -> None:
         self.item_map_ = np.asarray(dataset.token2id("item_id", [str(i) for i in range(data.n_items)]), dtype=np.int64)

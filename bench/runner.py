@@ -13,8 +13,9 @@ from bench.data.candidates import file_digest, get_candidates
 from bench.data.prepare import SeqDataset, load_dataset
 from bench.data.view import FitData
 from bench.evaluate import Evaluation, evaluate_full, evaluate_sampled, full_ranks
+from bench.errors import MethodError
 from bench.method import Method, get_method
-from bench.results import Protocol, cell_dir, environment, is_finished, write_cell
+from bench.results import Protocol, cell_dir, environment, is_finished, params_hash, write_cell
 
 SCORE_BATCH = 512  # users per score() call in sampled mode
 FULL_BATCH = 256   # users per score_full() call: 256 x 18k items x 8 bytes ~ 37 MB, far inside 4 GiB
@@ -25,7 +26,7 @@ class Cell:
     dataset: str
     method: str
     seed: int = 0
-    protocol: Protocol = field(default_factory=Protocol)
+    protocols: tuple[Protocol, ...] = (Protocol(),)
     profile: str = "quick"
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -43,9 +44,9 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def valid_protocol(protocol: Protocol) -> Protocol:
-    """Early stopping always uses sampled validation candidates (full-mode runs use uniform 99)."""
-    return protocol if protocol.mode == "sampled" else Protocol("sampled", "uniform", 99)
+# Early stopping always uses these validation candidates, whatever the test protocols: the trained model does not
+# depend on how it is tested, so one fit serves every protocol of a cell.
+VALID_PROTOCOL = Protocol("sampled", "uniform", 99)
 
 
 def score_sampled(method: Method, users: np.ndarray, items: np.ndarray, split: str,
@@ -82,60 +83,66 @@ def evaluate_method_full(method: Method, data: FitData, ds: SeqDataset, split: s
 
 def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
              log: Callable[[str], None] = print, on_progress: Callable[[str, int, int], None] | None = None
-             ) -> tuple[str, dict | None, Path]:
-    """Returns ("skipped" | "done", result, folder)."""
+             ) -> list[tuple[str, dict | None, Path]]:
+    """Train the cell's method once and score it under each of the cell's protocols (one results folder each).
+    Returns, per protocol, ("skipped" | "done", result, folder); finished protocols are skipped."""
     t_start = time.perf_counter()
     ds = load_dataset(cell.dataset, data_root=data_root)
     method = cell.build_method()
     params = method.get_params()
-    folder = cell_dir(root, ds.name, cell.protocol, cell.method, params, cell.seed)
-    if not force and is_finished(folder, ds.fingerprint):
-        return "skipped", None, folder
+    folders = [cell_dir(root, ds.name, p, cell.method, params, cell.seed) for p in cell.protocols]
+    pending = [i for i, f in enumerate(folders) if force or not is_finished(f, ds.fingerprint)]
+    out = [("skipped", None, f) for f in folders]
+    if not pending:
+        return out
+    for i in pending:
+        if cell.protocols[i].mode == "full" and not method.supports_full:
+            raise MethodError(f"method {method.name} does not support full ranking")
 
-    vp = valid_protocol(cell.protocol)
-    valid_c, valid_path = get_candidates(root, ds, "valid", vp.n_negatives, vp.sampler, cell.seed)
+    valid_c, valid_path = get_candidates(root, ds, "valid", VALID_PROTOCOL.n_negatives, VALID_PROTOCOL.sampler,
+                                         cell.seed)
     data = FitData.from_dataset(ds, valid_candidates=valid_c, seed=cell.seed, log=log)
     seed_everything(cell.seed)
     t0 = time.perf_counter()
     method.fit(data)
     fit_s = time.perf_counter() - t0
-
-    progress = (lambda n: on_progress("score", n, ds.n_users)) if on_progress else None
-    t0 = time.perf_counter()
-    protocol_info = cell.protocol.to_dict()
-    if cell.protocol.mode == "sampled":
-        test_c, test_path = get_candidates(root, ds, "test", cell.protocol.n_negatives, cell.protocol.sampler, cell.seed)
-        scores = score_sampled(method, test_c.users, test_c.items, "test", on_batch=progress)
-        score_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ev = evaluate_sampled(scores, test_c.labels)
-        per_user = {"users": test_c.users, "target": test_c.target, "candidates": test_c.items, "scores": scores}
-        protocol_info.update(candidates_file=str(test_path.relative_to(root)), candidates_sha256=file_digest(test_path))
-    else:
-        ev, target = evaluate_method_full(method, data, ds, "test", on_batch=progress)
-        score_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        per_user = {"users": np.arange(ds.n_users), "target": target}
-    eval_s = time.perf_counter() - t0
-    per_user.update({k: v for k, v in ev.per_user.items()})
-    per_user["item_tokens"] = np.array(ds.item_tokens)
-    per_user["user_tokens"] = np.array(ds.user_tokens)
-
-    protocol_info.update(seed=cell.seed, split="test", leave_one_out="last item test, second-last validation",
-                         valid_candidates_file=str(valid_path.relative_to(root)),
-                         tie_policy="ranks pessimistic (ties count against the positive); AUC/GAUC count ties as 1/2")
-    result = {
+    common = {
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint, "recipe": ds.recipe, "stats": ds.stats(),
                     "text_source": ds.text_source},
         "method": {"name": method.name, "kind": method.kind, "profile": cell.profile, "params": params,
-                   "params_hash": folder.parent.name, "overrides": cell.overrides},
+                   "params_hash": params_hash(params), "overrides": cell.overrides},
         "seed": cell.seed,
-        "protocol": protocol_info,
-        "metrics": ev.metrics,
-        "n_users": int(len(per_user["users"])),
         "training": getattr(method, "fit_info_", {}),
-        "timings": {"fit_s": fit_s, "score_s": score_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start},
         "environment": environment(getattr(method, "device_", "cpu")),
     }
-    write_cell(folder, result, per_user)
-    return "done", result, folder
+    for i in pending:
+        protocol, folder = cell.protocols[i], folders[i]
+        progress = (lambda n: on_progress("score", n, ds.n_users)) if on_progress else None
+        t0 = time.perf_counter()
+        info = protocol.to_dict()
+        if protocol.mode == "sampled":
+            test_c, test_path = get_candidates(root, ds, "test", protocol.n_negatives, protocol.sampler, cell.seed)
+            scores = score_sampled(method, test_c.users, test_c.items, "test", on_batch=progress)
+            score_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ev = evaluate_sampled(scores, test_c.labels)
+            per_user = {"users": test_c.users, "target": test_c.target, "candidates": test_c.items, "scores": scores}
+            info.update(candidates_file=str(test_path.relative_to(root)), candidates_sha256=file_digest(test_path))
+        else:
+            ev, target = evaluate_method_full(method, data, ds, "test", on_batch=progress)
+            score_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            per_user = {"users": np.arange(ds.n_users), "target": target}
+        eval_s = time.perf_counter() - t0
+        per_user.update(ev.per_user)
+        per_user["item_tokens"] = np.array(ds.item_tokens)
+        per_user["user_tokens"] = np.array(ds.user_tokens)
+        info.update(seed=cell.seed, split="test", leave_one_out="last item test, second-last validation",
+                    valid_candidates_file=str(valid_path.relative_to(root)), early_stopping=VALID_PROTOCOL.tag,
+                    tie_policy="ranks pessimistic (ties count against the positive); AUC/GAUC count ties as 1/2")
+        result = {**common, "protocol": info, "metrics": ev.metrics, "n_users": int(len(per_user["users"])),
+                  "timings": {"fit_s": fit_s, "score_s": score_s, "eval_s": eval_s,
+                              "total_s": time.perf_counter() - t_start}}
+        write_cell(folder, result, per_user)
+        out[i] = ("done", result, folder)
+    return out

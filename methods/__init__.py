@@ -1,8 +1,17 @@
 """Built-in methods, registered explicitly: one module per method."""
 from bench.method import register
+from methods.bert4rec import BERT4Rec
+from methods.bpr import BPR
+from methods.caser import Caser
+from methods.din import DIN
+from methods.gru4rec import GRU4Rec
+from methods.hgn import HGN
+from methods.itemknn import ItemKNN
+from methods.lightgcn import LightGCN
 from methods.pop import Pop
 from methods.random_scores import RandomScores
+from methods.s3rec import S3Rec
 from methods.sasrec import SASRec
 
-for _cls in (RandomScores, Pop, SASRec):
+for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec):
     register(_cls)

@@ -26,5 +26,3 @@ class SASRec(RecBoleMethod):
     description = "self-attentive sequential recommendation (RecBole model + training)"
     Params = SASRecParams
     extra_config = {"train_neg_sample_args": None}
-    profiles = {"quick": {"epochs": 30, "max_minutes": 8, "patience": 3},
-                "paper": {"epochs": 200, "patience": 10}}

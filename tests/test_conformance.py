@@ -11,11 +11,20 @@ from bench.evaluate import evaluate_sampled
 from bench.method import Method, available, get_method
 
 # Tiny settings so that every method trains in seconds; each method must be listed here.
+SEQ = {"epochs": 2, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 256}
 TINY = {
     "random": {},
     "pop": {},
-    "sasrec": {"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "MAX_ITEM_LIST_LENGTH": 20,
-               "train_batch_size": 256},
+    "itemknn": {"epochs": 1, "k": 20},
+    "bpr": {"epochs": 2, "embedding_size": 16},
+    "lightgcn": {"epochs": 2, "embedding_size": 16},
+    "gru4rec": {**SEQ, "embedding_size": 16, "hidden_size": 16},
+    "caser": {**SEQ, "MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 16},
+    "sasrec": {**SEQ, "hidden_size": 16, "inner_size": 32, "n_layers": 1},
+    "bert4rec": {**SEQ, "hidden_size": 16, "inner_size": 32, "n_layers": 1},
+    "hgn": {**SEQ, "embedding_size": 16},
+    "din": {**SEQ, "embedding_size": 8, "mlp_hidden_size": "16,16"},
+    "s3rec": {**SEQ, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "pretrain_epochs": 1},
 }
 
 
@@ -73,3 +82,8 @@ def test_learned_methods_beat_random(fitted, ml100k):
     pop = evaluate_sampled(get_method("pop")().fit(data).score(test.users, test.items), test.labels).metrics
     assert 0.45 < rnd["auc"] < 0.55 and 0.06 < rnd["hr@10"] < 0.14
     assert pop["hr@10"] > rnd["hr@10"] + 0.1 and pop["auc"] > 0.65
+
+
+def test_s3rec_pretrains_then_finetunes(fitted):
+    info = fitted["s3rec"].fit_info_
+    assert info["pretrain"]["epochs_run"] == 1 and info["epochs_run"] == 2

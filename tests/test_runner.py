@@ -24,7 +24,7 @@ def tiny_name(monkeypatch, tiny_ds):
 
 @pytest.mark.parametrize("protocol", [Protocol(), Protocol("sampled", "popularity", 20), Protocol("full")])
 def test_result_schema_and_recompute(tmp_path, tiny_name, protocol):
-    status, result, folder = run_cell(Cell(tiny_name, "pop", 0, protocol), tmp_path, log=lambda m: None)
+    [(status, result, folder)] = run_cell(Cell(tiny_name, "pop", 0, (protocol,)), tmp_path, log=lambda m: None)
     assert status == "done"
     on_disk = read_json(folder / "result.json")
     assert SCHEMA_KEYS <= set(on_disk) and set(on_disk["metrics"]) == METRICS
@@ -43,8 +43,8 @@ def test_result_schema_and_recompute(tmp_path, tiny_name, protocol):
 
 
 def test_every_method_reads_the_same_candidates(tmp_path, tiny_name):
-    _, _, a = run_cell(Cell(tiny_name, "pop", 0), tmp_path, log=lambda m: None)
-    _, _, b = run_cell(Cell(tiny_name, "random", 0), tmp_path, log=lambda m: None)
+    [(_, _, a)] = run_cell(Cell(tiny_name, "pop", 0), tmp_path, log=lambda m: None)
+    [(_, _, b)] = run_cell(Cell(tiny_name, "random", 0), tmp_path, log=lambda m: None)
     za, zb = np.load(a / "per_user.npz"), np.load(b / "per_user.npz")
     assert (za["candidates"] == zb["candidates"]).all()
     ra, rb = read_json(a / "result.json"), read_json(b / "result.json")
@@ -52,9 +52,9 @@ def test_every_method_reads_the_same_candidates(tmp_path, tiny_name):
 
 
 def test_resume_skips_finished_and_survives_interruption(tmp_path, tiny_name, monkeypatch):
-    status, _, folder = run_cell(Cell(tiny_name, "pop", 0), tmp_path, log=lambda m: None)
+    [(status, _, folder)] = run_cell(Cell(tiny_name, "pop", 0), tmp_path, log=lambda m: None)
     before = (folder / "result.json").read_bytes()
-    assert run_cell(Cell(tiny_name, "pop", 0), tmp_path, log=lambda m: None)[0] == "skipped"
+    assert run_cell(Cell(tiny_name, "pop", 0), tmp_path, log=lambda m: None)[0][0] == "skipped"
     assert (folder / "result.json").read_bytes() == before
 
     from methods.random_scores import RandomScores
@@ -71,7 +71,22 @@ def test_resume_skips_finished_and_survives_interruption(tmp_path, tiny_name, mo
 
 def test_default_benchmark_sanity_on_embedded_data(tmp_path):
     """random sits at chance and pop is clearly above it on MovieLens-100K (the Done-when of the core issue)."""
-    r = run_cell(Cell("ml-100k", "random", 0), tmp_path, log=lambda m: None)[1]["metrics"]
-    p = run_cell(Cell("ml-100k", "pop", 0), tmp_path, log=lambda m: None)[1]["metrics"]
+    r = run_cell(Cell("ml-100k", "random", 0), tmp_path, log=lambda m: None)[0][1]["metrics"]
+    p = run_cell(Cell("ml-100k", "pop", 0), tmp_path, log=lambda m: None)[0][1]["metrics"]
     assert 0.45 <= r["auc"] <= 0.55 and abs(r["hr@10"] - 0.10) < 0.04
     assert p["auc"] > r["auc"] + 0.1 and p["hr@10"] > 2 * r["hr@10"]
+
+
+def test_one_fit_serves_every_protocol(tmp_path, tiny_name, monkeypatch):
+    from methods.pop import Pop
+    fits = []
+    real_fit = Pop.fit
+    monkeypatch.setattr(Pop, "fit", lambda self, data: fits.append(1) or real_fit(self, data))
+    protocols = (Protocol("full"), Protocol("sampled", "uniform", 99), Protocol("sampled", "popularity", 99))
+    out = run_cell(Cell(tiny_name, "pop", 0, protocols), tmp_path, log=lambda m: None)
+    assert [s for s, _, _ in out] == ["done"] * 3 and len(fits) == 1
+    assert len({f for _, _, f in out}) == 3
+    uni, pop = out[1][1]["metrics"], out[2][1]["metrics"]
+    assert pop["hr@10"] < uni["hr@10"], "popularity-sampled negatives are harder for a popularity ranker"
+    again = run_cell(Cell(tiny_name, "pop", 0, protocols), tmp_path, log=lambda m: None)
+    assert [s for s, _, _ in again] == ["skipped"] * 3 and len(fits) == 1

@@ -1,0 +1,23 @@
+import pytest
+
+from bench.errors import BenchError
+from bench.report.protocols import compare, write
+from bench.results import Protocol
+from bench.runner import Cell, run_cell
+from tests.test_runner import tiny_name  # noqa: F401  (fixture)
+
+PROTOCOLS = (Protocol("full"), Protocol("sampled", "uniform", 99), Protocol("sampled", "popularity", 99))
+
+
+def test_compare_protocols_orders_and_taus(tmp_path, tiny_name):  # noqa: F811
+    for m in ("random", "pop", "itemknn"):
+        run_cell(Cell(tiny_name, m, 0, PROTOCOLS, overrides={"epochs": 1} if m == "itemknn" else {}), tmp_path,
+                 log=lambda s: None)
+    table = compare(tmp_path, tiny_name, ["random", "pop", "itemknn"], metric="hr@10")
+    assert list(table.values.columns) == [p.tag for p in PROTOCOLS]
+    assert (table.ranks.loc["random"] == 3).all(), "random must be last under every protocol"
+    assert len(table.taus) == 3 and table.taus["kendall tau"].between(-1, 1).all()
+    paths = write(table, tmp_path, tiny_name)
+    assert all(p.is_file() for p in paths) and "Kendall tau" in paths[0].read_text()
+    with pytest.raises(BenchError, match="no stored result for sasrec"):
+        compare(tmp_path, tiny_name, ["random", "sasrec"])
