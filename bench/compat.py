@@ -1,7 +1,8 @@
 """The one place where RecBole 1.2.1 is made to work with current packages. Each fix has a test in
 tests/test_compat.py. Version pins that go with these shims are in pyproject.toml.
 
-- numpy 2 removed np.float_/np.complex_/np.unicode_, which RecBole's Config touches: restore the aliases.
+- numpy 2 removed np.float_/np.complex_/np.unicode_ (RecBole's Config) and np.bool8 (ray.tune, imported by
+  recbole.quick_start): restore the aliases.
 - scipy removed dok_matrix._update, used by LightGCN/NGCF/...: restore it as a bulk dict update.
 - torch >= 2.6 loads weights-only by default and RecBole's own checkpoints pickle its Config: the harness never
   loads RecBole checkpoints; it keeps the best state in memory and saves plain state_dicts (weights-only loadable).
@@ -22,7 +23,8 @@ _APPLIED = False
 
 
 def _numpy_aliases() -> None:
-    for old, new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+    # bool8: ray.tune (imported by recbole.quick_start) still names it
+    for old, new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_), ("bool8", np.bool_)):
         if not hasattr(np, old):
             setattr(np, old, new)
 

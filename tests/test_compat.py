@@ -12,7 +12,7 @@ from bench import compat
 
 def test_numpy_aliases_for_recbole_config():
     compat.apply()
-    assert np.float_ is np.float64 and np.complex_ is np.complex128
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.bool8 is np.bool_
     with compat.recbole_sandbox():
         from recbole.config import Config  # touches np.float_ in compatibility_settings
         assert Config is not None
