@@ -135,6 +135,21 @@ def cmd_compare_protocols(args) -> int:
     return 0
 
 
+def cmd_significance(args) -> int:
+    from rich.console import Console
+    from bench.data.recipe import load_recipe
+    from bench.report.significance import compare
+    name = load_recipe(args.dataset).name
+    paths = []
+    for metric in _csv(args.metric):
+        report = compare(Path(args.out), name, args.protocol, metric, reference=args.reference,
+                         all_pairs=args.all_pairs, alpha=args.alpha, test=args.test)
+        print(report.to_markdown())
+        paths += report.write(Path(args.out))
+    Console(stderr=True).print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from rich.console import Console
     _leaderboard(Path(args.out), args.dataset, args.protocol, args.target, Console(stderr=True))
@@ -226,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", default="ndcg@10", help="metric used to order the methods")
     cp.add_argument("--no-run", dest="run", action="store_false", help="only read stored results")
     cp.set_defaults(func=cmd_compare_protocols)
+
+    sg = sub.add_parser("significance", help="paired tests of every method against the best baseline, from stored "
+                                             "per-user results (t-test, Wilcoxon, Holm, bootstrap CI, effect size)")
+    sg.add_argument("--dataset", required=True)
+    sg.add_argument("--protocol", default="sampled-uniform-n99", help="protocol tag: sampled-<sampler>-n<N> or full")
+    sg.add_argument("--metric", default="ndcg@10,hr@10,mrr", help="metric(s), comma-separated")
+    sg.add_argument("--reference", default=None, help="compare every method with this one instead of the best baseline")
+    sg.add_argument("--all-pairs", action="store_true", help="compare every pair of methods")
+    sg.add_argument("--test", default="wilcoxon", help="test whose p-values are Holm-corrected: wilcoxon or ttest")
+    sg.add_argument("--alpha", type=float, default=0.05)
+    sg.add_argument("--out", default=str(DEFAULT_OUT))
+    sg.set_defaults(func=cmd_significance)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
     lb.add_argument("--dataset", required=True)

@@ -3,7 +3,7 @@ best value bold, best baseline underlined, an Improvement (%) row of a chosen me
 mean ± std over seeds."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class Leaderboard:
     kind: pd.Series
     target: str | None
     best_baseline: dict[str, str]
+    marks: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> label -> "†"
+    significance_note: str = ""
 
     def metrics(self) -> list[str]:
         return [m for m in METRIC_KEYS if self.mean[m].notna().any()]
@@ -59,7 +61,8 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", target: str | None = None) -> Leaderboard:
+def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", target: str | None = None,
+          significance: bool = True) -> Leaderboard:
     df = collect(root, dataset, protocol)
     hashes = df.groupby("method")["params_hash"].nunique()
     df["label"] = [m if hashes[m] == 1 else f"{m}[{h}]" for m, h in zip(df["method"], df["params_hash"])]
@@ -75,7 +78,24 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     for m in METRIC_KEYS:
         col = mean[m].drop(index=[target] if target else []).dropna()
         best_baseline[m] = col.idxmax() if len(col) else None
-    return Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline)
+    lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline)
+    if significance and len(mean) > 1:
+        _add_marks(lb, root)
+    return lb
+
+
+def _add_marks(lb: Leaderboard, root: Path) -> None:
+    """† where a method beats the best other baseline significantly (Wilcoxon on per-user values, Holm)."""
+    from bench.report.significance import compare  # imports this module
+    try:
+        for m in lb.metrics():
+            if m != "auc":  # pooled AUC has no per-user values
+                lb.marks[m] = compare(root, lb.dataset, lb.protocol, m, n_boot=200).marks()
+        lb.significance_note = (" †: better than the best other baseline, Wilcoxon signed-rank on per-user values, "
+                                "Holm-corrected, alpha 0.05 (`bench.py significance` for the full report).")
+    except BenchError as exc:
+        lb.marks.clear()
+        lb.significance_note = f" No significance marks: {exc}."
 
 
 def _cell(lb: Leaderboard, label: str, m: str, style: str) -> str:
@@ -83,6 +103,7 @@ def _cell(lb: Leaderboard, label: str, m: str, style: str) -> str:
     if pd.isna(mean):
         return "-"
     text = f"{mean:.4f}" + (f" ± {std:.4f}" if lb.n_seeds[label] > 1 and not pd.isna(std) else "")
+    text += lb.marks.get(m, {}).get(label, "")
     best = lb.mean[m].max()
     if np.isclose(mean, best, rtol=0, atol=1e-12):
         text = f"**{text}**" if style == "md" else f"\\textbf{{{text}}}"
@@ -104,7 +125,7 @@ def render(lb: Leaderboard, style: str) -> str:
         legend = (f"\n\nDataset `{lb.dataset}`, protocol `{lb.protocol}`. Bold: best value; italic: best baseline"
                   + (f" (methods other than `{lb.target}`); Improvement: `{lb.target}` over the best baseline." if lb.target
                      else "; no target method chosen, so no Improvement row (use --target).")
-                  + " Mean ± std over seeds where there are several.\n")
+                  + " Mean ± std over seeds where there are several." + lb.significance_note + "\n")
         return table + legend
     return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
 

@@ -1,0 +1,95 @@
+"""The prompt layer: templates (data, bench/lm/templates.yaml) filled from the harness's data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from bench.errors import BenchError
+
+TEMPLATE_FILE = Path(__file__).with_name("templates.yaml")
+KINDS = ("recommendation", "attribute", "adversarial")
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    kind: str
+    tag: str
+    text: str
+    answer_cue: str = ""
+    source: str = ""
+
+    def split_at_target(self) -> tuple[str, str]:
+        """Text before and after {target_item}: everything before is shared by a user's candidates."""
+        if "{target_item}" not in self.text:
+            raise BenchError(f"template {self.id} has no {{target_item}} placeholder")
+        head, _, tail = self.text.partition("{target_item}")
+        return head, tail
+
+
+@lru_cache(maxsize=None)
+def _load(path: str) -> dict[str, Template]:
+    raw = yaml.safe_load(Path(path).read_text())
+    out = {}
+    for entry in raw:
+        t = Template(**entry)
+        if t.kind not in KINDS:
+            raise BenchError(f"{path}: template {t.id} has kind {t.kind!r}; valid: {', '.join(KINDS)}")
+        if t.id in out:
+            raise BenchError(f"{path}: template id {t.id} appears twice")
+        out[t.id] = t
+    return out
+
+
+def templates(path: Path | None = None) -> dict[str, Template]:
+    return _load(str(path or TEMPLATE_FILE))
+
+
+def get_template(template_id: str, path: Path | None = None) -> Template:
+    all_t = templates(path)
+    if template_id not in all_t:
+        raise BenchError(f"unknown template {template_id!r}; valid: {', '.join(all_t)}")
+    return all_t[template_id]
+
+
+@dataclass
+class PromptStyle:
+    """How items and users are written into a prompt (the robustness suite varies these)."""
+    history_len: int = field(default=10, metadata={"help": "most recent items shown (the paper: 3..10)"})
+    title_words: int = field(default=12, metadata={"help": "titles cut to this many words (0 = no cut)"})
+    separator: str = field(default=", ", metadata={"help": "between history titles"})
+    numbered: bool = field(default=False, metadata={"help": "write the history as '1. title' lines"})
+    user_entity: str = field(default="The user", metadata={"help": "how the user is named"})
+
+    def title(self, text: str) -> str:
+        words = text.split()
+        return " ".join(words[:self.title_words]) if self.title_words else text
+
+    def history(self, titles: list[str]) -> str:
+        titles = [self.title(t) for t in titles[-self.history_len:]]
+        if self.numbered:
+            return "\n".join(f"{i}. {t}" for i, t in enumerate(titles, 1))
+        return self.separator.join(titles)
+
+
+def fill(template: Template, style: PromptStyle, history_titles: list[str], target: str | None = None,
+         category: str = "items", attribute: str | None = None) -> str:
+    hist = style.history(history_titles)
+    values = {"user_entity": style.user_entity, "purchase_history": hist, "title_seq": hist,
+              "dataset_item": category, "target_item": style.title(target) if target is not None else "{target_item}",
+              "attribute": attribute if attribute is not None else "{attribute}"}
+    return template.text.format(**values)
+
+
+def split_prompt(template: Template, style: PromptStyle, history_titles: list[str], target: str,
+                 category: str = "items", attribute: str | None = None) -> tuple[str, str]:
+    """(prefix, suffix) whose concatenation is the full prompt plus the answer cue; the prefix has no target."""
+    head, tail = template.split_at_target()
+    tmp = Template(template.id, template.kind, template.tag, head)
+    prefix = fill(tmp, style, history_titles, None, category, attribute)
+    suffix = (style.title(target) + tail.format(attribute=attribute or "", dataset_item=category)
+              + template.answer_cue)
+    return prefix, suffix

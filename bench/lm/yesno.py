@@ -1,0 +1,75 @@
+"""Yes/no scoring with a causal LM: p = softmax([logit(yes), logit(no)])[0] at the answer position.
+
+Candidates of one user share the prompt prefix (everything before the target item). `score_cached` runs the prefix
+once, keeps its key/value cache, and scores the candidates' suffixes in batches against copies of it; `score_plain`
+runs every full sequence. Both use the same token ids (prefix and suffix are tokenised separately and joined), so they
+compute the same function; tests and benchmarks/prefix_cache.py check that they agree."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+
+def answer_token_ids(tokenizer, yes: str = " yes", no: str = " no") -> tuple[int, int]:
+    ids = [tokenizer(w, add_special_tokens=False).input_ids for w in (yes, no)]
+    if any(len(i) == 0 for i in ids) or ids[0][0] == ids[1][0]:
+        raise ValueError(f"the tokenizer cannot tell {yes!r} from {no!r}")
+    return ids[0][0], ids[1][0]
+
+
+class YesNoScorer:
+    def __init__(self, model, tokenizer, batch_size: int = 16, yes: str = " yes", no: str = " no"):
+        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        self.yes_id, self.no_id = answer_token_ids(tokenizer, yes, no)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def encode(self, prefix: str, suffixes: list[str]) -> tuple[list[int], list[list[int]]]:
+        p = self.tok(prefix, add_special_tokens=True).input_ids
+        return p, [self.tok(s, add_special_tokens=False).input_ids for s in suffixes]
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right padding; returns ids, mask and the index of each row's last real token."""
+        n = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, :len(s)] = torch.tensor(s)
+            mask[r, :len(s)] = 1
+        return ids.to(self.device), mask.to(self.device), torch.tensor([len(s) - 1 for s in seqs], device=self.device)
+
+    def yes_logit_margin(self, logits: torch.Tensor) -> torch.Tensor:
+        """log p(yes) - log p(no) from full-vocabulary logits at the answer position; p(yes) = sigmoid(margin)."""
+        return logits[:, self.yes_id] - logits[:, self.no_id]
+
+    def margins_plain(self, sequences: list[list[int]]) -> torch.Tensor:
+        ids, mask, last = self._pad(sequences)
+        out = self.model(input_ids=ids, attention_mask=mask)
+        return self.yes_logit_margin(out.logits[torch.arange(len(sequences)), last].float())
+
+    @torch.no_grad()
+    def score_plain(self, prefix: str, suffixes: list[str]) -> np.ndarray:
+        p, sufs = self.encode(prefix, suffixes)
+        out = [self.margins_plain([p + s for s in sufs[i:i + self.batch_size]])
+               for i in range(0, len(sufs), self.batch_size)]
+        return torch.sigmoid(torch.cat(out)).cpu().numpy()
+
+    @torch.no_grad()
+    def score_cached(self, prefix: str, suffixes: list[str]) -> np.ndarray:
+        p, sufs = self.encode(prefix, suffixes)
+        pre = self.model(input_ids=torch.tensor([p], device=self.device), use_cache=True)
+        out = []
+        for i in range(0, len(sufs), self.batch_size):
+            batch = sufs[i:i + self.batch_size]
+            ids, mask, last = self._pad(batch)
+            cache = copy.deepcopy(pre.past_key_values)
+            cache.batch_repeat_interleave(len(batch))
+            full_mask = torch.cat([torch.ones((len(batch), len(p)), dtype=mask.dtype, device=self.device), mask], 1)
+            logits = self.model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits
+            out.append(self.yes_logit_margin(logits[torch.arange(len(batch)), last].float()))
+        return torch.sigmoid(torch.cat(out)).cpu().numpy()
