@@ -56,7 +56,9 @@ def cmd_run(args) -> int:
         raise BenchError(f"--profile {args.profile!r}: valid: {', '.join(PROFILES)}")
     if args.negatives < 1:
         raise BenchError(f"--negatives {args.negatives}: must be >= 1")
-    protocols = _protocols(args.protocol, args.sampler, args.negatives)
+    if args.users is not None and args.users < 1:
+        raise BenchError(f"--users {args.users}: must be >= 1")
+    protocols = _protocols(args.protocol, args.sampler, args.negatives, args.users)
     overrides = _overrides(args.set, methods)
     for m in methods:  # bad parameter values and impossible protocols fail before any work
         get_method(m).from_profile(args.profile, **overrides[m])
@@ -67,11 +69,17 @@ def cmd_run(args) -> int:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("cells", total=len(cells))
+        scoring = progress.add_task("scoring", total=None, visible=False)
+
+        def on_progress(stage, n, total):
+            progress.update(scoring, total=total, advance=n, visible=True, description=f"  {stage} users")
+
         for cell in cells:
             progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
             t0 = time.perf_counter()
             outcomes = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
-                                log=lambda msg: progress.console.log(msg))
+                                log=lambda msg: progress.console.log(msg), on_progress=on_progress)
+            progress.update(scoring, completed=0, visible=False)
             for protocol, (status, result, folder) in zip(protocols, outcomes):
                 progress.console.print(_summary(cell, protocol, status, result, folder, time.perf_counter() - t0))
             progress.advance(task)
@@ -82,7 +90,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _protocols(modes: str, samplers: str, negatives: int):
+def _protocols(modes: str, samplers: str, negatives: int, max_users: int | None = None):
     from bench.data.candidates import SAMPLERS
     from bench.results import Protocol
     out = []
@@ -90,12 +98,12 @@ def _protocols(modes: str, samplers: str, negatives: int):
         if mode not in ("sampled", "full"):
             raise BenchError(f"--protocol {mode!r}: valid: sampled, full (comma-separated for several)")
         if mode == "full":
-            out.append(Protocol("full"))
+            out.append(Protocol("full", max_users=max_users))
             continue
         for sampler in _csv(samplers):
             if sampler not in SAMPLERS:
                 raise BenchError(f"--sampler {sampler!r}: valid: {', '.join(SAMPLERS)}")
-            out.append(Protocol("sampled", sampler, negatives))
+            out.append(Protocol("sampled", sampler, negatives, max_users))
     return tuple(dict.fromkeys(out))
 
 
@@ -126,7 +134,7 @@ def cmd_compare_protocols(args) -> int:
     console = Console(stderr=True)
     name = load_recipe(args.dataset).name
     if args.run:
-        args.protocol, args.sampler, args.leaderboard = "full,sampled", "uniform,popularity", False
+        args.protocol, args.sampler, args.leaderboard, args.users = "full,sampled", "uniform,popularity", False, None
         cmd_run(args)
     table = compare(Path(args.out), name, _csv(args.methods) if args.methods else None, args.negatives, args.metric)
     paths = write(table, Path(args.out), name)
@@ -205,6 +213,8 @@ def _run_args(r) -> None:
     r.add_argument("--methods", default="random,pop,sasrec", help="method names, comma-separated (see `bench.py methods`)")
     r.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     r.add_argument("--negatives", type=int, default=99, help="negatives per user in sampled mode")
+    r.add_argument("--users", type=int, default=None,
+                   help="evaluate a seeded subsample of N test users, the same for every method (CPU budget for LLMs)")
     r.add_argument("--profile", default="quick", help="quick (CPU budget) or paper (the paper's settings, for a GPU)")
     r.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="override a method parameter")
     r.add_argument("--out", default=str(DEFAULT_OUT), help="results root")

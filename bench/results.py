@@ -30,16 +30,29 @@ class Protocol:
     mode: str = "sampled"          # "sampled" | "full"
     sampler: str = "uniform"       # sampled only: "uniform" | "popularity"
     n_negatives: int = 99          # sampled only
+    max_users: int | None = None   # a seeded test-user subsample shared by every method (CPU budgets for LLMs)
 
     @property
     def tag(self) -> str:
-        return "full" if self.mode == "full" else f"sampled-{self.sampler}-n{self.n_negatives}"
+        base = "full" if self.mode == "full" else f"sampled-{self.sampler}-n{self.n_negatives}"
+        return base + (f"-u{self.max_users}" if self.max_users else "")
 
     def to_dict(self) -> dict:
+        users = {"max_users": self.max_users,
+                 "users": "all test users" if not self.max_users else
+                 "seeded subsample of test users, the same for every method (seed = run seed)"}
         if self.mode == "full":
-            return {"mode": "full", "masking": "each user's earlier items (history) are excluded; the target never is"}
-        return {"mode": "sampled", "sampler": self.sampler, "n_negatives": self.n_negatives,
+            return {"mode": "full", **users,
+                    "masking": "each user's earlier items (history) are excluded; the target never is"}
+        return {"mode": "sampled", "sampler": self.sampler, "n_negatives": self.n_negatives, **users,
                 "negatives": "never an item the user interacted with in any split; positive at a random column"}
+
+    def user_rows(self, n_users: int, seed: int) -> np.ndarray:
+        """Indices of the evaluated users: all, or a seeded subsample that depends only on (seed, n_users)."""
+        if not self.max_users or self.max_users >= n_users:
+            return np.arange(n_users)
+        rng = np.random.default_rng([seed, 7919])
+        return np.sort(rng.choice(n_users, size=self.max_users, replace=False))
 
 
 def params_hash(params: dict) -> str:

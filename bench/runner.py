@@ -63,10 +63,10 @@ def score_sampled(method: Method, users: np.ndarray, items: np.ndarray, split: s
     return np.concatenate(out)
 
 
-def evaluate_method_full(method: Method, data: FitData, ds: SeqDataset, split: str, batch: int = FULL_BATCH,
-                         on_batch: Callable[[int], None] | None = None) -> tuple[Evaluation, np.ndarray]:
-    target = np.array([s[-1] if split == "test" else s[-2] for s in ds.seqs], dtype=np.int64)
-    users = np.arange(ds.n_users)
+def evaluate_method_full(method: Method, data: FitData, ds: SeqDataset, split: str, users: np.ndarray,
+                         batch: int = FULL_BATCH, on_batch: Callable[[int], None] | None = None
+                         ) -> tuple[Evaluation, np.ndarray]:
+    target = np.array([ds.seqs[u][-1] if split == "test" else ds.seqs[u][-2] for u in users], dtype=np.int64)
     ranks, negs, gaucs = [], [], []
     for start in range(0, len(users), batch):
         u = users[start:start + batch]
@@ -74,7 +74,7 @@ def evaluate_method_full(method: Method, data: FitData, ds: SeqDataset, split: s
         mask = np.zeros((len(u), ds.n_items), dtype=bool)
         for row, user in enumerate(u):
             mask[row, data.history(int(user), split)] = True
-        r, n, g = full_ranks(scores, target[u], mask)
+        r, n, g = full_ranks(scores, target[start:start + batch], mask)
         ranks.append(r), negs.append(n), gaucs.append(g)
         if on_batch:
             on_batch(len(u))
@@ -117,11 +117,13 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     }
     for i in pending:
         protocol, folder = cell.protocols[i], folders[i]
-        progress = (lambda n: on_progress("score", n, ds.n_users)) if on_progress else None
+        progress = (lambda n: on_progress("score", n, len(protocol.user_rows(ds.n_users, cell.seed)))
+                    if on_progress else None)
         t0 = time.perf_counter()
         info = protocol.to_dict()
         if protocol.mode == "sampled":
             test_c, test_path = get_candidates(root, ds, "test", protocol.n_negatives, protocol.sampler, cell.seed)
+            test_c = test_c.subset(protocol.user_rows(ds.n_users, cell.seed))
             scores = score_sampled(method, test_c.users, test_c.items, "test", on_batch=progress)
             score_s = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -129,10 +131,11 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
             per_user = {"users": test_c.users, "target": test_c.target, "candidates": test_c.items, "scores": scores}
             info.update(candidates_file=str(test_path.relative_to(root)), candidates_sha256=file_digest(test_path))
         else:
-            ev, target = evaluate_method_full(method, data, ds, "test", on_batch=progress)
+            users = protocol.user_rows(ds.n_users, cell.seed)
+            ev, target = evaluate_method_full(method, data, ds, "test", users, on_batch=progress)
             score_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            per_user = {"users": np.arange(ds.n_users), "target": target}
+            per_user = {"users": users, "target": target}
         eval_s = time.perf_counter() - t0
         per_user.update(ev.per_user)
         per_user["item_tokens"] = np.array(ds.item_tokens)

@@ -90,3 +90,19 @@ def test_one_fit_serves_every_protocol(tmp_path, tiny_name, monkeypatch):
     assert pop["hr@10"] < uni["hr@10"], "popularity-sampled negatives are harder for a popularity ranker"
     again = run_cell(Cell(tiny_name, "pop", 0, protocols), tmp_path, log=lambda m: None)
     assert [s for s, _, _ in again] == ["skipped"] * 3 and len(fits) == 1
+
+
+def test_user_subsample_is_shared_and_recorded(tmp_path, tiny_name):
+    protocol = Protocol("sampled", "uniform", 20, max_users=10)
+    [(_, a, fa)] = run_cell(Cell(tiny_name, "pop", 0, (protocol,)), tmp_path, log=lambda m: None)
+    [(_, b, fb)] = run_cell(Cell(tiny_name, "random", 0, (protocol,)), tmp_path, log=lambda m: None)
+    assert a["n_users"] == b["n_users"] == 10 and a["protocol"]["max_users"] == 10
+    assert fa.parts[-4] == "sampled-uniform-n20-u10"
+    assert (np.load(fa / "per_user.npz")["users"] == np.load(fb / "per_user.npz")["users"]).all()
+    full = Protocol("full", max_users=10)
+    [(_, c, fc)] = run_cell(Cell(tiny_name, "pop", 0, (full,)), tmp_path, log=lambda m: None)
+    assert (np.load(fc / "per_user.npz")["users"] == np.load(fa / "per_user.npz")["users"]).all()
+    again = recompute_metrics(fc)
+    assert c["metrics"]["auc"] is None and again["auc"] is None
+    assert {k: v for k, v in again.items() if k != "auc"} == pytest.approx(
+        {k: v for k, v in c["metrics"].items() if k != "auc"})
