@@ -90,6 +90,8 @@ def split_prompt(template: Template, style: PromptStyle, history_titles: list[st
     head, tail = template.split_at_target()
     tmp = Template(template.id, template.kind, template.tag, head)
     prefix = fill(tmp, style, history_titles, None, category, attribute)
-    suffix = (style.title(target) + tail.format(attribute=attribute or "", dataset_item=category)
-              + template.answer_cue)
-    return prefix, suffix
+    # the space before the target belongs to the target's first token (BPE writes " word")
+    stripped = prefix.rstrip(" ")
+    suffix = (prefix[len(stripped):] + style.title(target)
+              + tail.format(attribute=attribute or "", dataset_item=category) + template.answer_cue)
+    return stripped, suffix

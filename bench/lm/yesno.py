@@ -1,4 +1,6 @@
 """Yes/no scoring with a causal LM: p = softmax([logit(yes), logit(no)])[0] at the answer position.
+Scores are returned as the margin logit(yes) - logit(no) = log(p / (1 - p)): the same ranking as p, without the
+ties that float32 saturation of p near 0 or 1 would create.
 
 Candidates of one user share the prompt prefix (everything before the target item). `score_cached` runs the prefix
 once, keeps its key/value cache, and scores the candidates' suffixes in batches against copies of it; `score_plain`
@@ -57,7 +59,7 @@ class YesNoScorer:
         p, sufs = self.encode(prefix, suffixes)
         out = [self.margins_plain([p + s for s in sufs[i:i + self.batch_size]])
                for i in range(0, len(sufs), self.batch_size)]
-        return torch.sigmoid(torch.cat(out)).cpu().numpy()
+        return torch.cat(out).cpu().numpy()
 
     @torch.no_grad()
     def score_cached(self, prefix: str, suffixes: list[str]) -> np.ndarray:
@@ -72,4 +74,4 @@ class YesNoScorer:
             full_mask = torch.cat([torch.ones((len(batch), len(p)), dtype=mask.dtype, device=self.device), mask], 1)
             logits = self.model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits
             out.append(self.yes_logit_margin(logits[torch.arange(len(batch)), last].float()))
-        return torch.sigmoid(torch.cat(out)).cpu().numpy()
+        return torch.cat(out).cpu().numpy()
