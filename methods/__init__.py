@@ -4,6 +4,7 @@ from methods.bert4rec import BERT4Rec
 from methods.bpr import BPR
 from methods.caser import Caser
 from methods.din import DIN
+from methods.ganprompt import ALL as GANPROMPT_METHODS
 from methods.gru4rec import GRU4Rec
 from methods.hgn import HGN
 from methods.itemknn import ItemKNN
@@ -13,5 +14,5 @@ from methods.random_scores import RandomScores
 from methods.s3rec import S3Rec
 from methods.sasrec import SASRec
 
-for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec):
+for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec, *GANPROMPT_METHODS):
     register(_cls)

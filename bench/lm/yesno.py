@@ -69,9 +69,9 @@ class YesNoScorer:
         for i in range(0, len(sufs), self.batch_size):
             batch = sufs[i:i + self.batch_size]
             ids, mask, last = self._pad(batch)
-            cache = copy.deepcopy(pre.past_key_values)
+            cache = copy.deepcopy(pre.cache)
             cache.batch_repeat_interleave(len(batch))
             full_mask = torch.cat([torch.ones((len(batch), len(p)), dtype=mask.dtype, device=self.device), mask], 1)
-            logits = self.model(input_ids=ids, attention_mask=full_mask, past_key_values=cache).logits
+            logits = self.model(input_ids=ids, attention_mask=full_mask, cache=cache).logits
             out.append(self.yes_logit_margin(logits[torch.arange(len(batch)), last].float()))
         return torch.cat(out).cpu().numpy()

@@ -15,23 +15,29 @@ from bench.lm.prompts import PromptStyle, fill, get_template
 from bench.paths import cache_dir
 
 
-def word_vocabulary(tokenizer, masked: bool) -> torch.Tensor:
-    """Boolean mask over the vocabulary: tokens that are one whole alphabetic word (>= 3 letters, no stop-word)."""
+def _is_bpe(tokenizer) -> bool:
+    """Byte-level BPE / sentencepiece vocabularies mark a word start ("Ġword", "▁word"); WordPiece marks the
+    continuation ("##ing")."""
+    return any(t[:1] in ("Ġ", "▁") for t in tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), 5000)))) if t)
+
+
+def _word(tokenizer, idx: int, bpe: bool) -> str | None:
+    tok = tokenizer.convert_ids_to_tokens(idx)
+    if not tok:
+        return None
+    if bpe:
+        return tok[1:].lower() if tok[0] in ("Ġ", "▁") else None
+    return None if tok.startswith("##") else tok.lower()
+
+
+def word_vocabulary(tokenizer, exclude: set[str] = frozenset()) -> torch.Tensor:
+    """Boolean mask over the vocabulary: tokens that start one whole alphabetic word (>= 3 letters), neither a
+    stop-word nor excluded."""
+    bpe = _is_bpe(tokenizer)
     ok = torch.zeros(len(tokenizer), dtype=torch.bool)
     for i in range(len(tokenizer)):
-        tok = tokenizer.convert_ids_to_tokens(i)
-        if tok is None:
-            continue
-        if masked:
-            word = tok
-            if word.startswith("##"):
-                continue
-        else:
-            text = tokenizer.decode([i])
-            if not text.startswith(" "):
-                continue  # a causal LM's next word starts with a space
-            word = text[1:]
-        if len(word) >= 3 and word.isascii() and word.isalpha() and word.lower() not in ENGLISH_STOP_WORDS:
+        w = _word(tokenizer, i, bpe)
+        if w and len(w) >= 3 and w.isascii() and w.isalpha() and w not in ENGLISH_STOP_WORDS and w not in exclude:
             ok[i] = True
     return ok
 
@@ -40,10 +46,8 @@ def word_vocabulary(tokenizer, masked: bool) -> torch.Tensor:
 def predict_words(model, tokenizer, prompts: list[str], masked: bool, top: int = 1, exclude: set[str] = frozenset(),
                   batch_size: int = 8) -> list[list[str]]:
     """The `top` most likely allowed words at the {attribute} slot of each prompt."""
-    allowed = word_vocabulary(tokenizer, masked)
-    for i in range(len(tokenizer)):
-        if allowed[i] and _word(tokenizer, i, masked) in exclude:
-            allowed[i] = False
+    allowed = word_vocabulary(tokenizer, exclude)
+    bpe = _is_bpe(tokenizer)
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(prompts), batch_size):
@@ -63,12 +67,8 @@ def predict_words(model, tokenizer, prompts: list[str], masked: bool, top: int =
             last = logits[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])]
         last = last.float().masked_fill(~allowed.to(device), float("-inf"))
         for row in last.topk(top, dim=-1).indices.tolist():
-            out.append([_word(tokenizer, idx, masked) for idx in row])
+            out.append([_word(tokenizer, idx, bpe) for idx in row])
     return out
-
-
-def _word(tokenizer, idx: int, masked: bool) -> str:
-    return (tokenizer.convert_ids_to_tokens(idx) if masked else tokenizer.decode([idx]).strip()).lower()
 
 
 def top_attributes(words: list[str], k: int) -> list[str]:

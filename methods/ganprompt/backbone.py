@@ -80,7 +80,6 @@ class T5Backbone(nn.Module):
         super().__init__()
         loaded = load_t5(t5)
         self.t5, self.enc_tok = loaded.model, loaded.tokenizer
-        self.encoder = self.t5.get_encoder()
         self.yes_id, self.no_id = answer_token_ids(self.enc_tok, "yes", "no")
         self.max_length = max_length
         for name, p in self.t5.named_parameters():  # stage 1 trains the encoder; the decoder waits for stage 2
@@ -89,6 +88,10 @@ class T5Backbone(nn.Module):
     @property
     def device(self):
         return next(self.t5.parameters()).device
+
+    @property
+    def encoder(self):  # a view into the T5, not a second registered copy of it
+        return self.t5.get_encoder()
 
     def encode(self, texts):
         t = self.enc_tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
@@ -120,7 +123,6 @@ class T5Backbone(nn.Module):
                     p.requires_grad_(True)
         elif decoder_tuning == "lora":
             self.t5 = _lora(self.t5, lora_r, lora_alpha, lora_dropout, r".*decoder.*\.(q|v)$")
-            self.encoder = self.t5.get_encoder()
         else:
             raise ValueError(f"decoder_tuning {decoder_tuning!r}: valid: lora, full")
 

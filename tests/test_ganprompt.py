@@ -1,0 +1,125 @@
+"""GANPrompt: loss terms against hand-computed values, every stage with tiny random models, checkpoint round trip."""
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+from scipy.special import softmax
+
+from bench.data.candidates import draw
+from bench.data.view import FitData
+from bench.method import get_method
+from methods.ganprompt.attributes import generate_attributes, top_attributes
+from methods.ganprompt.losses import (Discriminator, adversarial_loss, distance, diversity_loss, js_divergence,
+                                      masked_mean)
+
+TINY = dict(encoder="tiny-encoder", lm="tiny-causal", t5="tiny-t5", attribute_generator="tiny-causal",
+            attribute_samples=8, train_samples=8, stage1_batch=2, stage2_batch=4, valid_users=3, history_len=4,
+            title_words=5, max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
+
+
+def test_js_and_distance_match_hand_computation():
+    a, b = np.array([0.3, -1.2, 2.0, 0.1]), np.array([1.0, 0.5, -0.4, 0.0])
+    p, q = softmax(a / 0.5), softmax(b / 0.5)
+    js = jensenshannon(p, q) ** 2  # scipy returns the square root, in nats by default
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    assert js_divergence(ta, tb, 0.5).item() == pytest.approx(js, abs=1e-10)
+    cos = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert distance(ta, tb, 0.7, 0.3, 0.5).item() == pytest.approx(0.7 * (1 - cos) + 0.3 * js, abs=1e-10)
+    assert distance(ta, ta).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_diversity_loss_is_minus_mean_pairwise_distance():
+    z = torch.randn(2, 3, 5, dtype=torch.float64)
+    by_hand = np.mean([np.mean([distance(z[s, i], z[s, j]).item() for i, j in [(0, 1), (0, 2), (1, 2)]])
+                       for s in range(2)])
+    assert diversity_loss(z).item() == pytest.approx(-by_hand, abs=1e-10)
+    flat = z.reshape(1, 6, 5)
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6)]
+    assert diversity_loss(z, scope="batch").item() == pytest.approx(
+        -np.mean([distance(flat[0, i], flat[0, j]).item() for i, j in pairs]), abs=1e-10)
+    assert diversity_loss(z[:, :1]).item() == 0.0
+
+
+def test_adversarial_modes_and_discriminator_shape():
+    logits, classes = torch.tensor([[2.0, 0.1, -1.0], [0.0, 1.0, 0.5]]), torch.tensor([0, 2])
+    ce = torch.nn.functional.cross_entropy(logits, classes).item()
+    by_hand = -np.mean([np.log(softmax([2.0, 0.1, -1.0])[0]), np.log(softmax([0.0, 1.0, 0.5])[2])])
+    assert ce == pytest.approx(by_hand, abs=1e-6)
+    assert adversarial_loss(logits, classes, "cooperative").item() == pytest.approx(ce)
+    assert adversarial_loss(logits, classes, "minimax").item() == pytest.approx(-ce)
+    assert adversarial_loss(logits, classes, "off").item() == 0.0
+    d = Discriminator(8, 6)
+    assert sum(isinstance(m, torch.nn.Linear) for m in d.modules()) == 3 and d(torch.zeros(4, 8)).shape == (4, 6)
+    states, mask = torch.ones(2, 3, 4), torch.tensor([[1, 1, 0], [1, 0, 0]])
+    states[0, 2] = 100.0  # padding must not leak into the mean
+    assert torch.equal(masked_mean(states, mask), torch.ones(2, 4))
+
+
+def test_top_attributes_counts_and_breaks_ties_alphabetically():
+    assert top_attributes(["b", "a", "c", "a", "b", "d"], 3) == ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def data(tiny_ds):
+    return FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
+
+
+def test_attributes_are_cached_and_the_cache_never_loads_the_model(data):
+    from bench.lm.models import tiny_causal_lm
+    hist = [data.train_seq(u)[-4:] for u in range(6)]
+    calls = []
+    def gen():
+        calls.append(1)
+        return tiny_causal_lm()
+    from bench.lm.prompts import PromptStyle
+    a1, r1 = generate_attributes(data, hist, gen, 3, PromptStyle(), cache_key={"t": "x"})
+    a2, r2 = generate_attributes(data, hist, gen, 3, PromptStyle(), cache_key={"t": "x"})
+    assert a1 == a2 and len(a1) == 3 and len(calls) == 1 and r2["cached"] and not r1["cached"]
+    assert all(w.isalpha() and len(w) >= 3 for w in a1)
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("ganprompt", {}),
+    ("ganprompt", {"backbone": "t5", "adversarial": "minimax", "attribute_generator": "tiny-mlm"}),
+    ("ganprompt", {"backbone": "t5", "decoder_tuning": "full"}),
+    ("ganprompt-plain", {}),
+    ("ganprompt-noattr", {}),
+])
+def test_stages_run_and_checkpoint_round_trip_gives_identical_scores(name, extra, data, tiny_ds, tmp_path):
+    m = get_method(name)(**{**TINY, **extra}).fit(data)
+    info = m.fit_info_
+    assert set(info["timings_s"]) == {"stage0_attributes", "stage1_diversity_encoder", "stage2_finetune"}
+    if name == "ganprompt":
+        assert len(m.attributes_) == 3
+        log = info["stage1"]["log"]
+        assert log and all(k in log[0] for k in ("loss_llm", "loss_div", "loss_g", "mean_pair_distance"))
+        if m.params.adversarial != "off":
+            assert "d_acc" in log[0] and "loss_d" in log[0]
+    if name == "ganprompt-noattr":
+        assert m.attributes_ == [] and m.discriminator_ is None
+    assert "valid_auc" in info["stage2"]["history"][0]
+    test = draw(tiny_ds, "test", 10, "uniform", 0)
+    scores = m.score(test.users[:4], test.items[:4])
+    assert scores.shape == (4, 11) and np.isfinite(scores).all() and scores.std() > 0
+    m.save(tmp_path)
+    assert (tmp_path / "backbone.safetensors").is_file()
+    again = type(m).load(tmp_path, data).score(test.users[:4], test.items[:4])
+    np.testing.assert_array_equal(again, scores)
+
+
+def test_encoder_is_frozen_in_stage2_and_trained_in_stage1(data):
+    m = get_method("ganprompt")(**{**TINY, "stage1_lr": 1e-2})
+    from bench.lm.models import tiny_encoder
+    before = {k: v.clone() for k, v in tiny_encoder().model.state_dict().items()}
+    m.fit(data)
+    after = m.backbone_.encoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "stage 1 must update the encoder"
+    assert not any(p.requires_grad for p in m.backbone_.encoder.parameters()), "stage 2 freezes the encoder"
+
+
+def test_ablations_fix_their_setting():
+    from bench.errors import MethodError
+    assert get_method("ganprompt-nodiv")().params.lambda_div == 0.0
+    assert get_method("ganprompt-nogan")().params.adversarial == "off"
+    with pytest.raises(MethodError, match="fixed by this ablation"):
+        get_method("ganprompt-nogan")(adversarial="minimax")
