@@ -158,6 +158,24 @@ def cmd_significance(args) -> int:
     return 0
 
 
+def cmd_diversity(args) -> int:
+    from bench.data.prepare import load_dataset
+    from bench.data.view import FitData
+    from bench.method import get_method
+    from bench.report.diversity import run
+    from rich.console import Console
+    console = Console(stderr=True)
+    ds = load_dataset(args.dataset, data_root=args.data_root)
+    overrides = _overrides(args.set, [args.method])[args.method]
+    method = get_method(args.method).from_profile(args.profile, **overrides)
+    data = FitData.from_dataset(ds, seed=args.seed, log=lambda m: console.log(m))
+    out = Path(args.out) / ds.name / "diversity" / f"{args.method}-{args.profile}-seed{args.seed}"
+    result = run(data, method, out, n_eval=args.samples)
+    print(result["markdown"])
+    console.print(f"written: {out}/diversity.md, diversity.csv, diversity.json, {result['png'].name}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from rich.console import Console
     _leaderboard(Path(args.out), args.dataset, args.protocol, args.target, Console(stderr=True))
@@ -263,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--alpha", type=float, default=0.05)
     sg.add_argument("--out", default=str(DEFAULT_OUT))
     sg.set_defaults(func=cmd_significance)
+
+    dv = sub.add_parser("diversity", help="RQ2: encoder embeddings of the K+1 attribute variants before and after "
+                                          "GANPrompt's stage 1 (t-SNE PNG, silhouette, cosine and JS distances)")
+    dv.add_argument("--dataset", required=True)
+    dv.add_argument("--method", default="ganprompt", help="ganprompt or one of its ablations with attributes")
+    dv.add_argument("--profile", default="quick")
+    dv.add_argument("--seed", type=int, default=0)
+    dv.add_argument("--samples", type=int, default=60, help="evaluation samples (each with K+1 variants)")
+    dv.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE")
+    dv.add_argument("--out", default=str(DEFAULT_OUT))
+    dv.add_argument("--data-root", default=None)
+    dv.set_defaults(func=cmd_diversity)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
     lb.add_argument("--dataset", required=True)

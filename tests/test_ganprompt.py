@@ -123,3 +123,16 @@ def test_ablations_fix_their_setting():
     assert get_method("ganprompt-nogan")().params.adversarial == "off"
     with pytest.raises(MethodError, match="fixed by this ablation"):
         get_method("ganprompt-nogan")(adversarial="minimax")
+
+
+def test_diversity_analysis_writes_png_and_table(data, tmp_path):
+    from bench.report.diversity import run
+    m = get_method("ganprompt")(**TINY)
+    out = run(data, m, tmp_path, n_eval=8)
+    assert (tmp_path / "diversity-tsne.png").stat().st_size > 1000
+    for side in ("before", "after"):
+        st = out["stats"][side]
+        assert -1 <= st["silhouette_by_class"] <= 1 and st["mean_pairwise_cosine_distance"] >= 0
+        assert st["mean_js_divergence"] >= 0
+    assert out["stats"]["before"] != out["stats"]["after"]
+    assert "silhouette_by_class" in (tmp_path / "diversity.md").read_text()

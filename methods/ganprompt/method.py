@@ -157,6 +157,15 @@ class GANPrompt(Method):
 
     # ---------------------------------------------------------------- fit
     def fit(self, data) -> "GANPrompt":
+        self.fit_diversity_encoder(data)
+        t0 = time.perf_counter()
+        self.fit_info_["stage2"] = self._stage2(self._train_samples, self._rng)
+        self.fit_info_["timings_s"]["stage2_finetune"] = time.perf_counter() - t0
+        del self._train_samples, self._rng
+        return self
+
+    def fit_diversity_encoder(self, data) -> "GANPrompt":
+        """Stages 0 and 1 only (the diversity analysis uses this); fit() continues with stage 2."""
         p = self.params
         if p.adversarial not in ("cooperative", "minimax", "off"):
             raise MethodError(f"{self.name}: adversarial {p.adversarial!r}: valid: cooperative, minimax, off")
@@ -164,10 +173,11 @@ class GANPrompt(Method):
         self.device_ = self._device()
         self.discriminator_ = None
         self._seen, self._adv = get_template("seen-0"), get_template("adversarial-0")
-        rng = np.random.default_rng(data.seed)
+        self._rng = rng = np.random.default_rng(data.seed)
         torch.manual_seed(data.seed)
         info = {"timings_s": {}}
-        samples = self._samples(data, rng)
+        self._train_samples = samples = self._samples(data, rng)
+        info["n_train_samples"] = len(samples)
 
         t0 = time.perf_counter()
         self.attributes_ = []
@@ -185,11 +195,6 @@ class GANPrompt(Method):
         if p.backbone != "plain":
             info["stage1"] = self._stage1(samples, rng)
         info["timings_s"]["stage1_diversity_encoder"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        info["stage2"] = self._stage2(samples, rng)
-        info["timings_s"]["stage2_finetune"] = time.perf_counter() - t0
-        info["n_train_samples"] = len(samples)
         self.fit_info_ = info
         return self
 

@@ -1,0 +1,104 @@
+"""The paper's RQ2: does stage 1 spread the K + 1 attribute variants of a prompt apart?
+
+Trains stages 0 and 1 of GANPrompt (the given profile), embeds the same evaluation samples' K + 1 variants with the
+encoder before (pre-trained) and after stage 1, and reports per encoder: silhouette score by class (cosine), mean
+pairwise cosine distance and mean JS divergence among each sample's variants, and a side-by-side 2-D t-SNE PNG."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tabulate import tabulate
+
+from bench.io import write_json, write_text
+from methods.ganprompt.losses import js_divergence
+
+
+@torch.no_grad()
+def embed(model, samples, n_classes: int, batch: int = 32) -> np.ndarray:
+    texts = [t for s in samples for t in model._variant_texts(s)]
+    out = []
+    for i in range(0, len(texts), batch):
+        out.append(model.backbone_.pooled(texts[i:i + batch]).float().cpu())
+    return torch.cat(out).numpy().reshape(len(samples), n_classes, -1)
+
+
+def diversity_stats(z: np.ndarray, temperature: float = 1.0) -> dict:
+    """z: [samples, K+1, H]."""
+    from sklearn.metrics import silhouette_score
+    n, k1, _ = z.shape
+    i, j = np.triu_indices(k1, 1)
+    a, b = torch.tensor(z[:, i]), torch.tensor(z[:, j])
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    labels = np.tile(np.arange(k1), n)
+    return {"silhouette_by_class": float(silhouette_score(z.reshape(n * k1, -1), labels, metric="cosine")),
+            "mean_pairwise_cosine_distance": float((1 - cos).mean()),
+            "mean_js_divergence": float(js_divergence(a, b, temperature).mean())}
+
+
+def tsne_png(before: np.ndarray, after: np.ndarray, classes: list[str], path: Path, seed: int = 0) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    for ax, z, title in ((axes[0], before, "before stage 1 (pre-trained encoder)"),
+                         (axes[1], after, "after stage 1 (diversity encoder)")):
+        n, k1, h = z.shape
+        flat = z.reshape(n * k1, h)
+        xy = TSNE(n_components=2, perplexity=min(30.0, (len(flat) - 1) / 3), init="pca", random_state=seed,
+                  metric="cosine").fit_transform(flat)
+        labels = np.tile(np.arange(k1), n)
+        for c in range(k1):
+            ax.scatter(*xy[labels == c].T, s=10, label=classes[c], alpha=0.75)
+        ax.set_title(title)
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[1].legend(loc="best", fontsize=8, markerscale=2)
+    fig.suptitle("GANPrompt prompt variants: real prompt (x0) and one class per attribute")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def run(data, method, out_dir: Path, n_eval: int = 60) -> dict:
+    """`method`: an unfitted GANPrompt whose stages 0-1 are trained here."""
+    import numpy.random as npr
+    before_model = copy.deepcopy(method)
+    method.fit_diversity_encoder(data)
+    if not method.attributes_:
+        raise ValueError("the diversity analysis needs attributes (use_attributes on)")
+    k1 = 1 + len(method.attributes_)
+    rng = npr.default_rng(data.seed + 1)
+    evals = method._samples(data, rng)[: 2 * max(1, n_eval // 2)]
+    after = embed(method, evals, k1)
+    # the same pre-trained encoder, untouched by stage 1
+    before_model.data_, before_model.device_, before_model.attributes_ = data, method.device_, method.attributes_
+    before_model._seen, before_model._adv = method._seen, method._adv
+    before_model.backbone_ = before_model._build_backbone().to(method.device_).eval()
+    before = embed(before_model, evals, k1)
+    classes = ["x0 (real)"] + [f"a{k}: {a}" for k, a in enumerate(method.attributes_, 1)]
+    stats = {"before": diversity_stats(before, method.params.js_temperature),
+             "after": diversity_stats(after, method.params.js_temperature)}
+    out_dir = Path(out_dir)
+    tsne_png(before, after, classes, out_dir / "diversity-tsne.png", seed=data.seed)
+    table = pd.DataFrame(stats).T
+    md = tabulate(table.reset_index().values.tolist(), headers=["encoder", *table.columns], tablefmt="github",
+                  floatfmt=".4f")
+    md += (f"\n\nDataset `{data.name}`, {len(evals)} samples x {k1} variants (attributes: "
+           f"{', '.join(method.attributes_)}). Silhouette by class (cosine); mean pairwise cosine distance and JS "
+           f"divergence (softmax temperature {method.params.js_temperature}) among each sample's variants.\n")
+    write_text(out_dir / "diversity.md", md)
+    write_text(out_dir / "diversity.csv", table.to_csv(index_label="encoder"))
+    stage1 = method.fit_info_.get("stage1", {})
+    write_json(out_dir / "diversity.json", {"dataset": data.name, "fingerprint": data.fingerprint, "seed": data.seed,
+                                            "params": method.get_params(), "attributes": method.attributes_,
+                                            "n_samples": len(evals), "stats": stats,
+                                            "stage1_last": (stage1.get("log") or [{}])[-1],
+                                            "timings_s": method.fit_info_["timings_s"]})
+    return {"stats": stats, "markdown": md, "png": out_dir / "diversity-tsne.png"}
