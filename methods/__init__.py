@@ -12,7 +12,8 @@ from methods.lightgcn import LightGCN
 from methods.pop import Pop
 from methods.random_scores import RandomScores
 from methods.s3rec import S3Rec
+from methods.tallrec import TALLRec
 from methods.sasrec import SASRec
 
-for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec, *GANPROMPT_METHODS):
+for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec, *GANPROMPT_METHODS, TALLRec):
     register(_cls)

@@ -29,7 +29,7 @@ TINY = {
 LLM = dict(encoder="tiny-encoder", lm="tiny-causal", t5="tiny-t5", attribute_generator="tiny-causal",
            attribute_samples=8, train_samples=8, stage1_batch=2, stage2_batch=4, valid_users=0, history_len=4,
            title_words=5, max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
-for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nodiv", "ganprompt-plain"):
+for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nodiv", "ganprompt-plain", "tallrec"):
     TINY[_name] = dict(LLM)
 
 

@@ -84,6 +84,7 @@ def test_attributes_are_cached_and_the_cache_never_loads_the_model(data):
     ("ganprompt", {"backbone": "t5", "decoder_tuning": "full"}),
     ("ganprompt-plain", {}),
     ("ganprompt-noattr", {}),
+    ("tallrec", {"stage2_epochs": 2}),
 ])
 def test_stages_run_and_checkpoint_round_trip_gives_identical_scores(name, extra, data, tiny_ds, tmp_path):
     m = get_method(name)(**{**TINY, **extra}).fit(data)
@@ -98,6 +99,8 @@ def test_stages_run_and_checkpoint_round_trip_gives_identical_scores(name, extra
     if name == "ganprompt-noattr":
         assert m.attributes_ == [] and m.discriminator_ is None
     assert "valid_auc" in info["stage2"]["history"][0]
+    if name == "tallrec":
+        assert m._seen.id == "tallrec-0" and len(info["stage2"]["history"]) == 2
     test = draw(tiny_ds, "test", 10, "uniform", 0)
     scores = m.score(test.users[:4], test.items[:4])
     assert scores.shape == (4, 11) and np.isfinite(scores).all() and scores.std() > 0

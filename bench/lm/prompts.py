@@ -21,6 +21,7 @@ class Template:
     text: str
     answer_cue: str = ""
     source: str = ""
+    answers: tuple = (" yes", " no")  # the tokens compared at the answer position (first token of each)
 
     def split_at_target(self) -> tuple[str, str]:
         """Text before and after {target_item}: everything before is shared by a user's candidates."""
@@ -35,6 +36,8 @@ def _load(path: str) -> dict[str, Template]:
     raw = yaml.safe_load(Path(path).read_text())
     out = {}
     for entry in raw:
+        if "answers" in entry:
+            entry["answers"] = tuple(entry["answers"])
         t = Template(**entry)
         if t.kind not in KINDS:
             raise BenchError(f"{path}: template {t.id} has kind {t.kind!r}; valid: {', '.join(KINDS)}")

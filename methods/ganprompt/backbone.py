@@ -134,14 +134,14 @@ class PlainCausal(nn.Module):
     """The causal LM reads the prompt tokens itself (no diversity encoder): TALLRec-like."""
     has_encoder = False
 
-    def __init__(self, lm: str, max_length: int, batch_size: int = 16):
+    def __init__(self, lm: str, max_length: int, batch_size: int = 16, yes: str = " yes", no: str = " no"):
         super().__init__()
         causal = load_causal_lm(lm)
         self.lm, self.lm_tok = causal.model, causal.tokenizer
         for p in self.lm.parameters():
             p.requires_grad_(False)
         self.max_length = max_length
-        self.scorer = YesNoScorer(self.lm, self.lm_tok, batch_size=batch_size)
+        self.scorer = YesNoScorer(self.lm, self.lm_tok, batch_size=batch_size, yes=yes, no=no)
 
     @property
     def device(self):

@@ -35,6 +35,7 @@ BACKBONES = ("encoder+causal", "t5", "plain")
 @dataclass
 class GANPromptParams:
     backbone: str = field(default="encoder+causal", metadata={"help": f"one of {BACKBONES}"})
+    template: str = field(default="seen-0", metadata={"help": "recommendation template id (bench/lm/templates.yaml)"})
     encoder: str = field(default="minilm", metadata={"help": "diversity encoder (encoder+causal): HF name/path or minilm"})
     lm: str = field(default="smollm2", metadata={"help": "causal LM (encoder+causal, plain): HF name/path or smollm2"})
     t5: str = field(default="t5-small", metadata={"help": "T5 name/path (backbone t5), e.g. t5-small, t5-base"})
@@ -147,7 +148,8 @@ class GANPrompt(Method):
         if p.backbone == "t5":
             return T5Backbone(p.t5, p.max_length)
         if p.backbone == "plain":
-            return PlainCausal(p.lm, p.max_length, p.score_batch)
+            yes, no = get_template(p.template).answers
+            return PlainCausal(p.lm, p.max_length, p.score_batch, yes, no)
         raise MethodError(f"{self.name}: backbone {p.backbone!r}: valid: {', '.join(BACKBONES)}")
 
     def _margins(self, pairs: list[tuple[str, str]]) -> torch.Tensor:
@@ -172,7 +174,7 @@ class GANPrompt(Method):
         self.data_ = data
         self.device_ = self._device()
         self.discriminator_ = None
-        self._seen, self._adv = get_template("seen-0"), get_template("adversarial-0")
+        self._seen, self._adv = get_template(p.template), get_template("adversarial-0")
         self._rng = rng = np.random.default_rng(data.seed)
         torch.manual_seed(data.seed)
         info = {"timings_s": {}}
@@ -367,7 +369,7 @@ class GANPrompt(Method):
         meta = json.loads((folder / "ganprompt.json").read_text())
         m = cls(**meta["params"])
         m.data_, m.device_, m.attributes_ = data, m._device(), meta["attributes"]
-        m._seen, m._adv = get_template("seen-0"), get_template("adversarial-0")
+        m._seen, m._adv = get_template(m.params.template), get_template("adversarial-0")
         m.backbone_ = m._build_backbone()
         p = m.params
         m.backbone_.start_stage2(p.lora_r, p.lora_alpha, p.lora_dropout, p.decoder_tuning)
