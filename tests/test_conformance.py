@@ -31,6 +31,8 @@ LLM = dict(encoder="tiny-encoder", lm="tiny-causal", t5="tiny-t5", attribute_gen
            title_words=5, max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
 for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nodiv", "ganprompt-plain", "tallrec"):
     TINY[_name] = dict(LLM)
+TINY["p5"] = {"t5": "tiny-t5", "train_samples": 16, "epochs": 1, "batch_size": 8, "valid_users": 4, "history_len": 4}
+TINY["ctrl"] = {"text_encoder": "tiny-encoder", "align_pairs": 200, "align_epochs": 1, "epochs": 2, "batch_size": 64}
 
 
 def test_every_method_has_a_tiny_config():

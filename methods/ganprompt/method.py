@@ -317,7 +317,7 @@ class GANPrompt(Method):
                     best = entry["valid_auc"]
                     best_state = {k: v.detach().clone() for k, v in bb.state_dict().items()}
             history.append(entry)
-            self.data_.log(f"{self.name} stage 2 epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items()))
+            self.data_.log(f"{self.name} stage 2 epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
             if stopped != "epochs":
                 break
         if best_state is not None:
