@@ -3,6 +3,7 @@ from bench.method import register
 from methods.bert4rec import BERT4Rec
 from methods.bpr import BPR
 from methods.caser import Caser
+from methods.collm import CoLLM
 from methods.ctrl import CTRL
 from methods.din import DIN
 from methods.ganprompt import ALL as GANPROMPT_METHODS
@@ -17,5 +18,5 @@ from methods.s3rec import S3Rec
 from methods.tallrec import TALLRec
 from methods.sasrec import SASRec
 
-for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec, *GANPROMPT_METHODS, TALLRec, CTRL, P5):
+for _cls in (RandomScores, Pop, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec, *GANPROMPT_METHODS, TALLRec, CTRL, P5, CoLLM):
     register(_cls)

@@ -32,6 +32,8 @@ LLM = dict(encoder="tiny-encoder", lm="tiny-causal", t5="tiny-t5", attribute_gen
 for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nodiv", "ganprompt-plain", "tallrec"):
     TINY[_name] = dict(LLM)
 TINY["p5"] = {"t5": "tiny-t5", "train_samples": 16, "epochs": 1, "batch_size": 8, "valid_users": 4, "history_len": 4}
+TINY["collm"] = {"lm": "tiny-causal", "cf_epochs": 2, "cf_embedding_size": 8, "mlp_hidden": 16, "train_samples": 8,
+                 "batch_size": 4, "valid_users": 3, "history_len": 4, "title_words": 5, "max_length": 96}
 TINY["ctrl"] = {"text_encoder": "tiny-encoder", "align_pairs": 200, "align_epochs": 1, "epochs": 2, "batch_size": 64}
 
 

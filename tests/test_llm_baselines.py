@@ -40,3 +40,28 @@ def test_ctrl_aligns_then_finetunes_and_scores_with_the_collaborative_model_only
     test = draw(tiny_ds, "test", 10, "uniform", 0)
     np.testing.assert_allclose(m.score(test.users[:2], test.items[:2]),
                                np.take_along_axis(m.score_full(test.users[:2]), test.items[:2], 1), atol=1e-6)
+
+
+def test_collm_two_stages_slots_and_cached_scoring(tiny_ds):
+    data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
+    m = get_method("collm")(lm="tiny-causal", cf_epochs=2, cf_embedding_size=8, mlp_hidden=16, train_samples=8,
+                            batch_size=4, valid_users=3, history_len=4, title_words=5, max_length=96)
+    m.fit(data)
+    lora_before = {k: v.clone() for k, v in m.scorer_.model.named_parameters() if "lora_" in k}
+    assert lora_before and not any(p.requires_grad for p in m.scorer_.model.parameters()), "LoRA frozen in stage 2"
+    assert "valid_auc" in m.fit_info_["stage2"]["history"][0]
+    ids, slots = m._ids_and_slots("history <user>. buy X <item> next", True)
+    assert [k for _, k in slots] == ["<user>", "<item>"]
+    test = draw(tiny_ds, "test", 10, "uniform", 0)
+    cached = m.score(test.users[:2], test.items[:2])
+    # the same prompts through the uncached path give the same scores
+    from bench.lm.samples import Sample
+    plain = []
+    for r, u in enumerate(test.users[:2]):
+        hist = data.history(int(u), "test")[-4:]
+        seqs = [m._sample_embeds(Sample(int(u), hist, int(c), 0.0), True) for c in test.items[r]]
+        plain.append(m.scorer_.margins_embeds(seqs).detach().numpy())
+    np.testing.assert_allclose(cached, np.stack(plain), atol=1e-4)
+    # collaborative embeddings matter: another user's embedding changes the scores
+    m.user_emb_ = m.user_emb_.roll(1, 0)
+    assert not np.allclose(m.score(test.users[:2], test.items[:2]), cached)

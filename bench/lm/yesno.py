@@ -35,24 +35,32 @@ class YesNoScorer:
         p = self.tok(prefix, add_special_tokens=True).input_ids
         return p, [self.tok(s, add_special_tokens=False).input_ids for s in suffixes]
 
-    def _pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right padding; returns ids, mask and the index of each row's last real token."""
-        n = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    def embed(self, ids: list[int]) -> torch.Tensor:
+        return self.model.get_input_embeddings()(torch.tensor(ids, device=self.device))
+
+    @staticmethod
+    def _pad_embeds(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right padding of [L_i, H] sequences; returns embeds, mask and each row's last real position."""
+        n, h = max(len(s) for s in seqs), seqs[0].shape[-1]
+        out = seqs[0].new_zeros((len(seqs), n, h))
+        mask = torch.zeros((len(seqs), n), dtype=torch.long, device=seqs[0].device)
         for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s)
+            out[r, :len(s)] = s
             mask[r, :len(s)] = 1
-        return ids.to(self.device), mask.to(self.device), torch.tensor([len(s) - 1 for s in seqs], device=self.device)
+        return out, mask, torch.tensor([len(s) - 1 for s in seqs], device=seqs[0].device)
 
     def yes_logit_margin(self, logits: torch.Tensor) -> torch.Tensor:
         """log p(yes) - log p(no) from full-vocabulary logits at the answer position; p(yes) = sigmoid(margin)."""
         return logits[:, self.yes_id] - logits[:, self.no_id]
 
+    def margins_embeds(self, seqs: list[torch.Tensor]) -> torch.Tensor:
+        """Margins of whole sequences given as input embeddings [L_i, H] (differentiable)."""
+        emb, mask, last = self._pad_embeds(seqs)
+        out = self.model(inputs_embeds=emb, attention_mask=mask)
+        return self.yes_logit_margin(out.logits[torch.arange(len(seqs)), last].float())
+
     def margins_plain(self, sequences: list[list[int]]) -> torch.Tensor:
-        ids, mask, last = self._pad(sequences)
-        out = self.model(input_ids=ids, attention_mask=mask)
-        return self.yes_logit_margin(out.logits[torch.arange(len(sequences)), last].float())
+        return self.margins_embeds([self.embed(s) for s in sequences])
 
     @torch.no_grad()
     def score_plain(self, prefix: str, suffixes: list[str]) -> np.ndarray:
@@ -64,14 +72,18 @@ class YesNoScorer:
     @torch.no_grad()
     def score_cached(self, prefix: str, suffixes: list[str]) -> np.ndarray:
         p, sufs = self.encode(prefix, suffixes)
-        pre = self.model(input_ids=torch.tensor([p], device=self.device), use_cache=True)
+        return self.score_cached_embeds(self.embed(p), [self.embed(s) for s in sufs])
+
+    @torch.no_grad()
+    def score_cached_embeds(self, prefix: torch.Tensor, suffixes: list[torch.Tensor]) -> np.ndarray:
+        """The prefix [P, H] runs once; suffixes [S_i, H] are scored in batches against copies of its cache."""
+        pre = self.model(inputs_embeds=prefix[None], use_cache=True)
         out = []
-        for i in range(0, len(sufs), self.batch_size):
-            batch = sufs[i:i + self.batch_size]
-            ids, mask, last = self._pad(batch)
+        for i in range(0, len(suffixes), self.batch_size):
+            emb, mask, last = self._pad_embeds(suffixes[i:i + self.batch_size])
             cache = copy.deepcopy(pre.cache)
-            cache.batch_repeat_interleave(len(batch))
-            full_mask = torch.cat([torch.ones((len(batch), len(p)), dtype=mask.dtype, device=self.device), mask], 1)
-            logits = self.model(input_ids=ids, attention_mask=full_mask, cache=cache).logits
-            out.append(self.yes_logit_margin(logits[torch.arange(len(batch)), last].float()))
+            cache.batch_repeat_interleave(len(emb))
+            full_mask = torch.cat([torch.ones((len(emb), len(prefix)), dtype=mask.dtype, device=mask.device), mask], 1)
+            logits = self.model(inputs_embeds=emb, attention_mask=full_mask, cache=cache).logits
+            out.append(self.yes_logit_margin(logits[torch.arange(len(emb)), last].float()))
         return torch.cat(out).cpu().numpy()

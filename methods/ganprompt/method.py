@@ -23,6 +23,7 @@ from bench.errors import MethodError
 from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_causal_lm
 from bench.lm.prompts import PromptStyle, get_template, split_prompt
+from bench.lm.samples import Sample, make_samples
 from bench.method import Method
 from methods.ganprompt.attributes import generate_attributes
 from methods.ganprompt.backbone import EncoderCausal, PlainCausal, T5Backbone
@@ -83,14 +84,6 @@ QUICK = {"attribute_samples": 48, "train_samples": 96, "stage1_batch": 4, "stage
 PAPER = {}  # the dataclass defaults are the paper's settings
 
 
-@dataclass
-class Sample:
-    user: int
-    history: np.ndarray
-    item: int
-    label: float
-
-
 class GANPrompt(Method):
     name = "ganprompt"
     kind = "proposed"
@@ -114,23 +107,7 @@ class GANPrompt(Method):
         return "".join(self._pair(history, item, attribute))
 
     def _samples(self, data, rng: np.random.Generator) -> list[Sample]:
-        """(history, candidate, label) from training sequences: positives are true next items (at least 3 earlier
-        items), negatives items the user never interacted with; half and half."""
-        users = [u for u in range(data.n_users) if len(data.train_seq(u)) >= 4]
-        if not users:
-            raise MethodError(f"{self.name}: no user has the 4 training items a sample needs")
-        out = []
-        n_pairs = max(1, self.params.train_samples // 2)
-        for u in rng.choice(users, size=n_pairs, replace=True):
-            seq = data.train_seq(u)
-            t = int(rng.integers(3, len(seq)))
-            hist = seq[max(0, t - self.params.history_len):t]
-            seen = set(data.known[u].tolist())
-            neg = int(rng.integers(data.n_items))
-            while neg in seen:
-                neg = int(rng.integers(data.n_items))
-            out += [Sample(u, hist, int(seq[t]), 1.0), Sample(u, hist, neg, 0.0)]
-        return out
+        return make_samples(data, self.params.train_samples, self.params.history_len, rng)
 
     # ---------------------------------------------------------------- model
     def _device(self) -> str:
