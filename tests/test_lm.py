@@ -45,3 +45,14 @@ def test_tiny_models_are_random_but_well_formed():
     assert enc.model(**ids).last_hidden_state.shape[-1] == 32
     out = t5.model(input_ids=ids["input_ids"], decoder_input_ids=torch.zeros((1, 1), dtype=torch.long))
     assert out.logits.shape[-1] == t5.tokenizer.vocab_size
+
+
+def test_missing_weights_fail_with_one_line_error(monkeypatch, tmp_path):
+    from bench.errors import MethodError
+    from bench.lm.models import load_causal_lm, load_t5
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MethodError, match="cannot load") as info:
+        load_t5(str(tmp_path / "no-such-t5"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(MethodError, match="cannot load"):
+        load_causal_lm(str(tmp_path / "nothing"))

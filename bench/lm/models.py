@@ -85,10 +85,13 @@ def load_causal_lm(name: str = "smollm2", dtype=None, device: str = "cpu") -> Lo
     if name == "tiny-causal":
         return tiny_causal_lm()
     path = resolve(name)
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = _pretrained(AutoTokenizer, path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)
+    except (OSError, ValueError) as exc:
+        raise MethodError(f"cannot load causal LM {path!r}: {str(exc).strip().splitlines()[0]}") from None
     return Loaded(model, tok, name)
 
 
@@ -101,17 +104,30 @@ def load_encoder(name: str = "minilm", device: str = "cpu") -> Loaded:
         t5 = tiny_t5()
         return Loaded(t5.model.get_encoder(), t5.tokenizer, name)
     path = resolve(name)
-    tok = AutoTokenizer.from_pretrained(path)
     cls = T5EncoderModel if "t5" in name.lower() else AutoModel
-    return Loaded(cls.from_pretrained(path).to(device), tok, name)
+    return Loaded(_pretrained(cls, path).to(device), _pretrained(AutoTokenizer, path), name)
 
 
 def load_t5(name: str = "t5-small", device: str = "cpu") -> Loaded:
+    """A pretrained T5 by HF name or path; `tiny-t5` (tests) or `scratch-small` (t5-small's shape, randomly
+    initialised, MiniLM's tokenizer: P5 trained from scratch where no pretrained T5 is available offline)."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
     if name == "tiny-t5":
         return tiny_t5()
+    if name == "scratch-small":
+        return tiny_t5(d_model=512, d_kv=64, d_ff=2048, layers=6, heads=8, name="scratch-small")
     path = resolve(name)
-    return Loaded(T5ForConditionalGeneration.from_pretrained(path).to(device), AutoTokenizer.from_pretrained(path), name)
+    return Loaded(_pretrained(T5ForConditionalGeneration, path).to(device), _pretrained(AutoTokenizer, path), name)
+
+
+def _pretrained(cls, path: str):
+    """from_pretrained with a one-line error when the weights are not available offline."""
+    try:
+        return cls.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MethodError(f"cannot load {path!r}: {first} (no hub here: pass a local folder; offline names are "
+                          "smollm2, minilm, scratch-small)") from None
 
 
 def _bert_tokenizer():
@@ -142,13 +158,14 @@ def tiny_causal_lm(hidden: int = 32) -> Loaded:
     return Loaded(LlamaForCausalLM(cfg).eval(), tok, "tiny-causal")
 
 
-def tiny_t5(d_model: int = 32) -> Loaded:
-    """A small random T5 with MiniLM's tokenizer (no T5 sentencepiece model ships offline; tests only)."""
+def tiny_t5(d_model: int = 32, d_kv: int = 8, d_ff: int = 64, layers: int = 2, heads: int = 4,
+            name: str = "tiny-t5") -> Loaded:
+    """A random T5 with MiniLM's tokenizer (no T5 sentencepiece model ships offline)."""
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
     torch.manual_seed(0)
     tok = _bert_tokenizer()
-    cfg = T5Config(vocab_size=tok.vocab_size, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2,
-                   num_decoder_layers=2, num_heads=4, pad_token_id=tok.pad_token_id,
+    cfg = T5Config(vocab_size=tok.vocab_size, d_model=d_model, d_kv=d_kv, d_ff=d_ff, num_layers=layers,
+                   num_decoder_layers=layers, num_heads=heads, pad_token_id=tok.pad_token_id,
                    decoder_start_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id)
-    return Loaded(T5ForConditionalGeneration(cfg).eval(), tok, "tiny-t5")
+    return Loaded(T5ForConditionalGeneration(cfg).eval(), tok, name)
