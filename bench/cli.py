@@ -176,6 +176,38 @@ def cmd_diversity(args) -> int:
     return 0
 
 
+def cmd_robustness(args) -> int:
+    from rich.console import Console
+    from bench.data.recipe import load_recipe
+    from bench.lm.perturb import variants
+    from bench.report.robustness import build, write
+    from bench.runner import Cell, run_cell
+    console = Console(stderr=True)
+    name = load_recipe(args.dataset).name
+    methods = _csv(args.methods)
+    protocol = _protocols("sampled", args.sampler, args.negatives, args.users)[0]
+    overrides = _overrides(args.set, methods)
+    if args.run:
+        chosen = tuple(variants(args.seen, args.seed_perturb, args.variants))
+        for m in methods:
+            for seed in _seeds(args.seeds):
+                cell = Cell(args.dataset, m, seed, (protocol,), args.profile, overrides[m], variants=chosen)
+                outcomes = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
+                                    log=lambda msg: console.log(msg))
+                for v, (status, result, _) in zip(chosen, outcomes):
+                    value = result["metrics"][args.metric] if result else None
+                    console.print(f"{status} {m} seed {seed} {v.id}: "
+                                  + (f"{args.metric} {value:.4f}" if value is not None else "finished earlier"))
+    pair = tuple(_csv(args.pair)) if args.pair else None
+    if pair and len(pair) != 2:
+        raise BenchError(f"--pair {args.pair!r}: expected two methods, e.g. ganprompt,tallrec")
+    report = build(Path(args.out), name, protocol.tag, args.metric, pair, args.seen)
+    paths = write(report, Path(args.out))
+    print(report.markdown())
+    console.print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from rich.console import Console
     _leaderboard(Path(args.out), args.dataset, args.protocol, args.target, Console(stderr=True))
@@ -293,6 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--out", default=str(DEFAULT_OUT))
     dv.add_argument("--data-root", default=None)
     dv.set_defaults(func=cmd_diversity)
+
+    rb = sub.add_parser("robustness", help="RQ1: score prompt-based methods under held-out templates and "
+                                           "perturbations; mean/std/worst, PDR, PNG, paired tests")
+    _run_args(rb)
+    rb.set_defaults(methods="ganprompt,tallrec")
+    rb.add_argument("--sampler", default="uniform", help="negative sampler")
+    rb.add_argument("--metric", default="ndcg@10")
+    rb.add_argument("--seen", default="seen-0", help="the template the methods were trained on")
+    rb.add_argument("--variants", default="all", help="all, templates or perturbations")
+    rb.add_argument("--seed-perturb", type=int, default=0, help="seed of the random perturbations")
+    rb.add_argument("--pair", default=None, help="two methods to test per variant, e.g. ganprompt,tallrec")
+    rb.add_argument("--no-run", dest="run", action="store_false", help="only report stored results")
+    rb.set_defaults(func=cmd_robustness)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
     lb.add_argument("--dataset", required=True)

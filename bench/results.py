@@ -59,8 +59,9 @@ def params_hash(params: dict) -> str:
     return sha256_json(params)[:8]
 
 
-def cell_dir(root: Path, dataset: str, protocol: Protocol, method: str, params: dict, seed: int) -> Path:
-    return Path(root) / dataset / protocol.tag / method / params_hash(params) / f"seed{seed}"
+def cell_dir(root: Path, dataset: str | None, protocol: Protocol, method: str, params: dict, seed: int) -> Path:
+    base = Path(root) / dataset if dataset else Path(root)
+    return base / protocol.tag / method / params_hash(params) / f"seed{seed}"
 
 
 def is_finished(folder: Path, fingerprint: str) -> bool:

@@ -29,6 +29,7 @@ class Cell:
     protocols: tuple[Protocol, ...] = (Protocol(),)
     profile: str = "quick"
     overrides: dict[str, Any] = field(default_factory=dict)
+    variants: tuple | None = None  # prompt variants (robustness suite): each scored with the same trained model
 
     def build_method(self) -> Method:
         return get_method(self.method).from_profile(self.profile, **self.overrides)
@@ -90,13 +91,21 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     ds = load_dataset(cell.dataset, data_root=data_root)
     method = cell.build_method()
     params = method.get_params()
-    folders = [cell_dir(root, ds.name, p, cell.method, params, cell.seed) for p in cell.protocols]
+    if cell.variants is None:
+        targets = [(p, None, cell_dir(root, ds.name, p, cell.method, params, cell.seed)) for p in cell.protocols]
+    else:
+        if not hasattr(method, "set_prompt"):
+            raise MethodError(f"method {method.name} does not read prompts; the robustness suite applies to "
+                              "prompt-based methods")
+        targets = [(p, v, cell_dir(Path(root) / ds.name / "robustness", None, p, cell.method, params, cell.seed)
+                    / v.id) for p in cell.protocols for v in cell.variants]
+    folders = [f for _, _, f in targets]
     pending = [i for i, f in enumerate(folders) if force or not is_finished(f, ds.fingerprint)]
     out = [("skipped", None, f) for f in folders]
     if not pending:
         return out
     for i in pending:
-        if cell.protocols[i].mode == "full" and not method.supports_full:
+        if targets[i][0].mode == "full" and not method.supports_full:
             raise MethodError(f"method {method.name} does not support full ranking")
 
     valid_c, valid_path = get_candidates(root, ds, "valid", VALID_PROTOCOL.n_negatives, VALID_PROTOCOL.sampler,
@@ -116,7 +125,9 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
         "environment": environment(getattr(method, "device_", "cpu")),
     }
     for i in pending:
-        protocol, folder = cell.protocols[i], folders[i]
+        protocol, variant, folder = targets[i]
+        if variant is not None:
+            method.set_prompt(variant.template, variant.style)
         progress = (lambda n: on_progress("score", n, len(protocol.user_rows(ds.n_users, cell.seed)))
                     if on_progress else None)
         t0 = time.perf_counter()
@@ -143,6 +154,10 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
         info.update(seed=cell.seed, split="test", leave_one_out="last item test, second-last validation",
                     valid_candidates_file=str(valid_path.relative_to(root)), early_stopping=VALID_PROTOCOL.tag,
                     tie_policy="ranks pessimistic (ties count against the positive); AUC/GAUC count ties as 1/2")
+        if variant is not None:
+            info["prompt"] = {"variant": variant.id, "level": variant.level, "template": variant.template.id,
+                              "text": variant.template.text, "answer_cue": variant.template.answer_cue,
+                              "answers": list(variant.template.answers), "style": variant.style}
         result = {**common, "protocol": info, "metrics": ev.metrics, "n_users": int(len(per_user["users"])),
                   "timings": {"fit_s": fit_s, "score_s": score_s, "eval_s": eval_s,
                               "total_s": time.perf_counter() - t_start}}

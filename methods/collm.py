@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_causal_lm
 from bench.lm.prompts import PromptStyle, get_template, split_prompt
 from bench.lm.samples import make_samples
-from bench.lm.yesno import YesNoScorer
+from bench.lm.yesno import YesNoScorer, answer_token_ids
 from bench.method import Method
 
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
@@ -93,8 +94,20 @@ class CoLLM(Method):
         table = self.user_emb_ if kind == USER_SLOT else self.item_emb_
         return self.mapper_(table[idx])
 
+    def set_prompt(self, template, style: dict | None = None) -> None:
+        """Score with another template (robustness suite): the collaborative slots are added to it if it has none."""
+        text = template.text
+        if USER_SLOT not in text:
+            text = text.replace("{purchase_history}", "{purchase_history} (user representation: " + USER_SLOT + ")", 1)
+        if ITEM_SLOT not in text:
+            text = text.replace("{target_item}", "{target_item} " + ITEM_SLOT, 1)
+        self.template_ = dataclasses.replace(template, text=text)
+        self.style_override_ = dict(style or {})
+        self.scorer_.yes_id, self.scorer_.no_id = answer_token_ids(self.tok_, *template.answers)
+
     def _pair(self, history, item) -> tuple[str, str]:
         style = PromptStyle(history_len=self.params.history_len, title_words=self.params.title_words)
+        style = dataclasses.replace(style, **getattr(self, "style_override_", {}))
         return split_prompt(self.template_, style, [self.data_.item_text[i] for i in history],
                             self.data_.item_text[int(item)], self.data_.category)
 

@@ -78,23 +78,26 @@ class PromptStyle:
         return self.separator.join(titles)
 
 
+def _values(style: PromptStyle, history_titles: list[str], target: str | None, category: str,
+            attribute: str | None) -> dict:
+    hist = style.history(history_titles)
+    return {"user_entity": style.user_entity, "purchase_history": hist, "title_seq": hist, "dataset_item": category,
+            "target_item": style.title(target) if target is not None else "{target_item}",
+            "attribute": attribute if attribute is not None else "{attribute}"}
+
+
 def fill(template: Template, style: PromptStyle, history_titles: list[str], target: str | None = None,
          category: str = "items", attribute: str | None = None) -> str:
-    hist = style.history(history_titles)
-    values = {"user_entity": style.user_entity, "purchase_history": hist, "title_seq": hist,
-              "dataset_item": category, "target_item": style.title(target) if target is not None else "{target_item}",
-              "attribute": attribute if attribute is not None else "{attribute}"}
-    return template.text.format(**values)
+    return template.text.format(**_values(style, history_titles, target, category, attribute))
 
 
 def split_prompt(template: Template, style: PromptStyle, history_titles: list[str], target: str,
                  category: str = "items", attribute: str | None = None) -> tuple[str, str]:
     """(prefix, suffix) whose concatenation is the full prompt plus the answer cue; the prefix has no target."""
     head, tail = template.split_at_target()
-    tmp = Template(template.id, template.kind, template.tag, head)
-    prefix = fill(tmp, style, history_titles, None, category, attribute)
+    values = _values(style, history_titles, target, category, attribute)
+    prefix = head.format(**values)
     # the space before the target belongs to the target's first token (BPE writes " word")
     stripped = prefix.rstrip(" ")
-    suffix = (prefix[len(stripped):] + style.title(target)
-              + tail.format(attribute=attribute or "", dataset_item=category) + template.answer_cue)
+    suffix = prefix[len(stripped):] + values["target_item"] + tail.format(**values) + template.answer_cue
     return stripped, suffix

@@ -37,6 +37,9 @@ class EncoderCausal(nn.Module):
         self.proj = nn.Sequential(nn.Linear(h_enc, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, h_lm))
         self.max_length = max_length
 
+    def set_answers(self, yes: str, no: str) -> None:
+        self.yes_id, self.no_id = answer_token_ids(self.lm_tok, yes, no)
+
     def tokenize(self, texts: list[str]):
         t = self.enc_tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return t["input_ids"].to(self.device), t["attention_mask"].to(self.device)
@@ -88,6 +91,9 @@ class T5Backbone(nn.Module):
     @property
     def device(self):
         return next(self.t5.parameters()).device
+
+    def set_answers(self, yes: str, no: str) -> None:
+        self.yes_id, self.no_id = answer_token_ids(self.enc_tok, yes.strip(), no.strip())
 
     @property
     def encoder(self):  # a view into the T5, not a second registered copy of it
@@ -146,6 +152,9 @@ class PlainCausal(nn.Module):
     @property
     def device(self):
         return next(self.lm.parameters()).device
+
+    def set_answers(self, yes: str, no: str) -> None:
+        self.scorer.yes_id, self.scorer.no_id = answer_token_ids(self.lm_tok, yes, no)
 
     def margins_pairs(self, pairs: list[tuple[str, str]]) -> torch.Tensor:
         """(prefix, suffix) pairs tokenised apart, exactly as the prefix-cached scorer does at test time."""

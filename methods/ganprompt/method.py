@@ -10,6 +10,7 @@ Scoring  the margin logit(yes) - logit(no) of the seen template for every candid
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -93,7 +94,15 @@ class GANPrompt(Method):
 
     # ---------------------------------------------------------------- data
     def _style(self) -> PromptStyle:
-        return PromptStyle(history_len=self.params.history_len, title_words=self.params.title_words)
+        base = PromptStyle(history_len=self.params.history_len, title_words=self.params.title_words)
+        return dataclasses.replace(base, **getattr(self, "style_override_", {}))
+
+    def set_prompt(self, template, style: dict | None = None) -> None:
+        """Score with another recommendation template / history format (the robustness suite); the model itself
+        was trained on its own template."""
+        self._seen = template
+        self.style_override_ = dict(style or {})
+        self.backbone_.set_answers(*template.answers)
 
     def _titles(self, items) -> list[str]:
         return [self.data_.item_text[int(i)] for i in items]

@@ -1,0 +1,145 @@
+"""Robustness report (RQ1) from stored results only: each method's metric under the seen template, the held-out
+templates and the perturbations, with mean, std, worst case and the performance drop rate
+PDR = 1 - M(variant) / M(seen); a PNG (metric per variant, one line per method); and paired significance tests of
+one method against another per variant (Wilcoxon, Holm across variants)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench.errors import BenchError
+from bench.io import load_npz, write_text
+from bench.report.significance import holm, paired_test
+from bench.results import iter_results
+
+GROUPS = {"unseen templates": ("template",), "perturbations": ("character", "word", "sentence", "format")}
+
+
+@dataclass
+class RobustnessReport:
+    dataset: str
+    protocol: str
+    metric: str
+    values: pd.DataFrame      # index: variant, columns: method (mean over seeds)
+    levels: pd.Series         # variant -> level
+    summary: pd.DataFrame
+    tests: pd.DataFrame | None
+
+    def markdown(self) -> str:
+        order = self.levels.sort_values(key=lambda s: s.map({"seen": 0, "template": 1}).fillna(2), kind="stable").index
+        vals = self.values.loc[order]
+        t1 = tabulate([[v, self.levels[v], *[f"{x:.4f}" for x in vals.loc[v]]] for v in vals.index],
+                      headers=["variant", "level", *vals.columns], tablefmt="github")
+        t2 = tabulate(self.summary.reset_index().values.tolist(), headers=["method", *self.summary.columns],
+                      tablefmt="github", floatfmt=".4f")
+        text = (f"# Robustness on `{self.dataset}` ({self.protocol}), metric {self.metric}\n\n{t1}\n\n"
+                f"Per method: the seen-template value, then mean / std / worst and the mean and worst PDR "
+                f"(PDR = 1 - M(variant) / M(seen); higher = larger drop) over each group of variants.\n\n{t2}\n")
+        if self.tests is not None:
+            t3 = tabulate(self.tests.values.tolist(), headers=list(self.tests.columns), tablefmt="github",
+                          floatfmt=".4f", disable_numparse=False)
+            text += ("\nPaired per-user tests per variant (Wilcoxon signed-rank, Holm across variants, alpha 0.05); "
+                     f"diff = {self.tests.attrs.get('a')} - {self.tests.attrs.get('b')}.\n\n{t3}\n")
+        return text
+
+
+def load(root: Path, dataset: str, protocol: str, metric: str) -> tuple[pd.DataFrame, dict]:
+    rows, per_user = [], {}
+    base = Path(root) / dataset / "robustness" / protocol
+    for folder, res in iter_results(base):
+        prompt = res["protocol"].get("prompt", {})
+        name = res["method"]["name"]
+        rows.append({"method": name, "variant": prompt.get("variant"), "level": prompt.get("level"),
+                     "seed": res["seed"], "value": res["metrics"][metric]})
+        per_user[(name, prompt.get("variant"), res["seed"])] = folder / "per_user.npz"
+    if not rows:
+        raise BenchError(f"no robustness results for {dataset}/{protocol} under {root}; run `bench.py robustness` first")
+    return pd.DataFrame(rows), per_user
+
+
+def build(root: Path, dataset: str, protocol: str, metric: str = "ndcg@10", pair: tuple[str, str] | None = None,
+          seen: str = "seen-0") -> RobustnessReport:
+    df, per_user = load(root, dataset, protocol, metric)
+    values = df.pivot_table(index="variant", columns="method", values="value", aggfunc="mean")
+    levels = df.groupby("variant")["level"].first()
+    if seen not in values.index:
+        raise BenchError(f"robustness results for {dataset}/{protocol} lack the seen template {seen!r}")
+    summary = {}
+    for m in values.columns:
+        base = values.at[seen, m]
+        row = {"seen": base}
+        for group, lv in GROUPS.items():
+            v = values.loc[levels[levels.isin(lv)].index, m].dropna()
+            if len(v):
+                pdr = 1 - v / base if base else v * np.nan
+                row.update({f"{group} mean": v.mean(), f"{group} std": v.std(ddof=0), f"{group} worst": v.min(),
+                            f"{group} PDR mean": pdr.mean(), f"{group} PDR worst": pdr.max()})
+        summary[m] = row
+    tests = _pair_tests(per_user, values.index, metric, pair) if pair else None
+    return RobustnessReport(dataset, protocol, metric, values, levels, pd.DataFrame(summary).T, tests)
+
+
+def _pair_tests(per_user: dict, variants, metric: str, pair: tuple[str, str]) -> pd.DataFrame:
+    a, b = pair
+    rows = []
+    for v in variants:
+        seeds = sorted({s for (m, vv, s) in per_user if m == a and vv == v} & {s for (m, vv, s) in per_user
+                                                                                if m == b and vv == v})
+        if not seeds:
+            continue
+        xa, xb = [], []
+        for s in seeds:
+            za, zb = load_npz(per_user[(a, v, s)]), load_npz(per_user[(b, v, s)])
+            if not np.array_equal(za["users"], zb["users"]):
+                raise BenchError(f"robustness: {a} and {b} scored different users under {v}")
+            xa.append(za[metric]), xb.append(zb[metric])
+        r = paired_test(np.mean(xb, 0), np.mean(xa, 0), n_boot=1000)  # difference = a - b
+        rows.append({"variant": v, "n_users": r["n"], a: r["mean_b"], b: r["mean_a"], "diff": r["diff"],
+                     "ci_low": r["ci_low"], "ci_high": r["ci_high"], "wilcoxon_p": r["wilcoxon_p"]})
+    if not rows:
+        raise BenchError(f"robustness: no variant has results for both {a} and {b}")
+    out = pd.DataFrame(rows)
+    out["holm_p"] = holm(out["wilcoxon_p"].tolist())
+    out["verdict"] = np.where(out["holm_p"] < 0.05, np.where(out["diff"] > 0, f"{a} better", f"{b} better"), "n.s.")
+    out.attrs.update(a=a, b=b)
+    return out
+
+
+def plot(report: RobustnessReport, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    order = report.levels.sort_values(key=lambda s: s.map({"seen": 0, "template": 1}).fillna(2), kind="stable").index
+    vals = report.values.loc[order]
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(vals)), 4.8))
+    for m in vals.columns:
+        ax.plot(range(len(vals)), vals[m].values, marker="o", label=m)
+    ax.set_xticks(range(len(vals)))
+    ax.set_xticklabels([f"{v} ({report.levels[v]})" for v in vals.index], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(report.metric)
+    ax.set_title(f"{report.dataset}: {report.metric} per prompt variant ({report.protocol})")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write(report: RobustnessReport, root: Path) -> list[Path]:
+    base = Path(root) / report.dataset / "robustness"
+    stem = f"robustness-{report.protocol}-{report.metric}"
+    paths = [base / f"{stem}.md", base / f"{stem}.csv", base / f"{stem}.png"]
+    write_text(paths[0], report.markdown())
+    write_text(paths[1], report.values.join(report.levels.rename("level")).to_csv(index_label="variant"))
+    plot(report, paths[2])
+    if report.tests is not None:
+        p = base / f"{stem}-tests.csv"
+        write_text(p, report.tests.to_csv(index=False))
+        paths.append(p)
+    return paths

@@ -1,0 +1,57 @@
+"""Robustness suite: deterministic perturbations that never touch titles or answers; the runner and report."""
+import numpy as np
+import pytest
+
+from bench.lm.perturb import PLACEHOLDER, perturb, variants
+from bench.lm.prompts import PromptStyle, fill, get_template
+from bench.report.robustness import build, write
+from bench.results import Protocol
+from bench.runner import Cell, run_cell
+from tests.test_runner import tiny_name  # noqa: F401  (fixture)
+
+TINY = dict(encoder="tiny-encoder", lm="tiny-causal", attribute_generator="tiny-causal", attribute_samples=8,
+            train_samples=8, stage1_batch=2, stage2_batch=4, valid_users=0, history_len=4, title_words=5,
+            max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
+
+
+def test_bank_has_ten_held_out_templates_and_every_level():
+    vs = variants()
+    levels = {v.level for v in vs}
+    assert {"seen", "template", "character", "word", "sentence", "format"} <= levels
+    assert sum(v.level == "template" for v in vs) >= 10
+    assert len({v.id for v in vs}) == len(vs)
+
+
+@pytest.mark.parametrize("kind", ["typo", "charswap", "worddelete", "synonym", "append", "prepend"])
+def test_perturbations_are_deterministic_and_keep_placeholders_and_answers(kind):
+    base = get_template("seen-0")
+    a, b = perturb(base, kind, seed=3), perturb(base, kind, seed=3)
+    assert a.text == b.text and a.text != base.text
+    assert PLACEHOLDER.findall(a.text) == PLACEHOLDER.findall(base.text)
+    assert a.answer_cue == base.answer_cue and a.answers == base.answers
+    titles = ["Lipstick Red Velvet", "Shampoo Extra Volume"]
+    text = fill(a, PromptStyle(), titles, "Moisturizer Daily SPF")
+    assert all(t in text for t in titles) and "Moisturizer Daily SPF" in text
+
+
+def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
+    chosen = tuple(v for v in variants() if v.id in ("seen-0", "unseen-3", "unseen-7", "seen-0+typo", "seen-0+numbered"))
+    protocol = Protocol("sampled", "uniform", 10, max_users=8)
+    for m in ("ganprompt", "tallrec"):
+        out = run_cell(Cell(tiny_name, m, 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
+                       log=lambda s: None)
+        assert [s for s, _, _ in out] == ["done"] * len(chosen)
+    again = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
+                     log=lambda s: None)
+    assert {s for s, _, _ in again} == {"skipped"}
+    rep = build(tmp_path, tiny_name, protocol.tag, "ndcg@10", pair=("ganprompt", "tallrec"))
+    assert set(rep.values.columns) == {"ganprompt", "tallrec"} and len(rep.values) == len(chosen)
+    seen = rep.values.loc["seen-0", "tallrec"]
+    worst = rep.values.loc[["unseen-3", "unseen-7"], "tallrec"].min()
+    assert rep.summary.at["tallrec", "unseen templates worst"] == pytest.approx(worst)
+    assert rep.summary.at["tallrec", "unseen templates PDR worst"] == pytest.approx(1 - worst / seen)
+    assert set(rep.tests["variant"]) == set(rep.values.index) and (rep.tests["holm_p"] <= 1).all()
+    paths = write(rep, tmp_path)
+    assert all(p.is_file() for p in paths) and paths[2].stat().st_size > 1000
+    # the leaderboard tree is not polluted by robustness cells
+    assert not (tmp_path / tiny_name / protocol.tag).exists()
