@@ -43,7 +43,8 @@ def cmd_run(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from bench.data.recipe import load_recipe
     from bench.method import PROFILES, get_method
-    from bench.runner import Cell, run_cell
+    from bench.executors import EXECUTORS, run_local, run_ray
+    from bench.runner import Cell
 
     console = Console(stderr=True)
     datasets = _csv(args.dataset)
@@ -66,6 +67,9 @@ def cmd_run(args) -> int:
             raise BenchError(f"method {m} does not support full ranking; drop it or use --protocol sampled")
     cells = [Cell(d, m, s, protocols, args.profile, overrides[m]) for d in datasets for s in _seeds(args.seeds)
              for m in methods]
+    if args.executor not in EXECUTORS:
+        raise BenchError(f"--executor {args.executor!r}: valid: {', '.join(EXECUTORS)}")
+    failed = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("cells", total=len(cells))
@@ -74,20 +78,34 @@ def cmd_run(args) -> int:
         def on_progress(stage, n, total):
             progress.update(scoring, total=total, advance=n, visible=True, description=f"  {stage} users")
 
-        for cell in cells:
-            progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
-            t0 = time.perf_counter()
-            outcomes = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
-                                log=lambda msg: progress.console.log(msg), on_progress=on_progress)
+        def on_outcome(o):
+            if o.status == "failed":
+                failed.append(o)
+                progress.console.print(f"[red]failed[/] {o.cell.dataset} {o.cell.method} seed {o.cell.seed} "
+                                       f"after {o.attempts} attempt(s): {o.error}")
+            for protocol, (status, result, folder) in zip(protocols, o.results):
+                progress.console.print(_summary(o.cell, protocol, status, result, folder,
+                                                (result or {}).get("timings", {}).get("total_s", 0.0)))
             progress.update(scoring, completed=0, visible=False)
-            for protocol, (status, result, folder) in zip(protocols, outcomes):
-                progress.console.print(_summary(cell, protocol, status, result, folder, time.perf_counter() - t0))
             progress.advance(task)
+
+        if args.executor == "ray":
+            progress.update(task, description=f"ray: {len(cells)} cells")
+            run_ray(cells, Path(args.out), data_root=args.data_root, force=args.force, address=args.ray_address,
+                    on_outcome=on_outcome)
+        else:
+            for cell in cells:
+                progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
+                run_local([cell], Path(args.out), data_root=args.data_root, force=args.force, on_outcome=on_outcome,
+                          log=lambda msg: progress.console.log(msg), on_progress=on_progress)
+    if failed:
+        console.print(f"[red]{len(failed)} cell(s) failed[/]; the others are saved. Re-run the same command to retry "
+                      "them; `bench.py status` lists every cell.")
     if args.leaderboard:
         for d in datasets:
             for protocol in protocols:
                 _leaderboard(Path(args.out), d, protocol.tag, None, console)
-    return 0
+    return 1 if failed else 0
 
 
 def _protocols(modes: str, samplers: str, negatives: int, max_users: int | None = None):
@@ -208,6 +226,21 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from tabulate import tabulate
+    from bench.executors import grid_status
+    rows = grid_status(Path(args.out), args.dataset)
+    if not rows:
+        raise BenchError(f"no cells under {args.out}" + (f"/{args.dataset}" if args.dataset else ""))
+    print(tabulate([[r["cell"], r["state"], "-" if r["seconds"] is None else f"{r['seconds']:.1f}", r["detail"]]
+                    for r in rows], headers=["cell", "state", "seconds", "detail"], tablefmt="github"))
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from rich.console import Console
     _leaderboard(Path(args.out), args.dataset, args.protocol, args.target, Console(stderr=True))
@@ -284,7 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "one training serves every protocol")
     r.add_argument("--sampler", default="uniform", help="negative sampler(s): uniform, popularity, or uniform,popularity")
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
+    r.add_argument("--executor", default="local", help="local (sequential) or ray (each cell a Ray task)")
+    r.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start a local one)")
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="every cell under the results root: done / running / interrupted / failed")
+    st.add_argument("--dataset", default=None)
+    st.add_argument("--out", default=str(DEFAULT_OUT))
+    st.set_defaults(func=cmd_status)
 
     d = sub.add_parser("datasets", help="the paper's Table 1 columns for each recipe")
     d.add_argument("--dataset", default=None, help="only these recipes (comma-separated)")

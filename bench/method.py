@@ -36,6 +36,7 @@ class Method:
     Params: ClassVar[type] = NoParams
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     supports_full: ClassVar[bool] = False
+    resources: ClassVar[dict] = {"num_cpus": 1}  # what one cell needs from an executor (Ray)
 
     def __init__(self, **params: Any) -> None:
         fields = {f.name for f in dataclasses.fields(self.Params)}

@@ -1,8 +1,11 @@
 """Run cells: (dataset recipe, method + params, seed, protocol) -> a finished results folder, or a skip if done."""
 from __future__ import annotations
 
+import os
 import random
+import socket
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +18,7 @@ from bench.data.view import FitData
 from bench.evaluate import Evaluation, evaluate_full, evaluate_sampled, full_ranks
 from bench.errors import MethodError
 from bench.method import Method, get_method
+from bench.io import write_json
 from bench.results import Protocol, cell_dir, environment, is_finished, params_hash, write_cell
 
 SCORE_BATCH = 512  # users per score() call in sampled mode
@@ -107,7 +111,34 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     for i in pending:
         if targets[i][0].mode == "full" and not method.supports_full:
             raise MethodError(f"method {method.name} does not support full ranking")
+    for i in pending:
+        mark_running(folders[i])
+    try:
+        _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress)
+    except BaseException as exc:
+        for i in pending:
+            if out[i][0] != "done":
+                mark_failed(folders[i], exc)
+        raise
+    finally:
+        for i in pending:
+            (folders[i] / "running.json").unlink(missing_ok=True)
+    return out
 
+
+def mark_running(folder: Path) -> None:
+    write_json(folder / "running.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def mark_failed(folder: Path, exc: BaseException) -> None:
+    write_json(folder / "failed.json", {"error": f"{type(exc).__name__}: {exc}"[:2000],
+                                        "traceback": traceback.format_exc()[-4000:],
+                                        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress) -> None:
+    """Fit once, then score and write every pending target; fills `out` as cells finish."""
     valid_c, valid_path = get_candidates(root, ds, "valid", VALID_PROTOCOL.n_negatives, VALID_PROTOCOL.sampler,
                                          cell.seed)
     data = FitData.from_dataset(ds, valid_candidates=valid_c, seed=cell.seed, log=log)
@@ -162,5 +193,5 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
                   "timings": {"fit_s": fit_s, "score_s": score_s, "eval_s": eval_s,
                               "total_s": time.perf_counter() - t_start}}
         write_cell(folder, result, per_user)
+        (folder / "failed.json").unlink(missing_ok=True)
         out[i] = ("done", result, folder)
-    return out

@@ -58,6 +58,7 @@ class CoLLMParams:
 class CoLLM(Method):
     name = "collm"
     kind = "llm"
+    resources = {"num_cpus": 2, "num_gpus": 1}
     description = "CoLLM: frozen BPR-MF embeddings mapped into the LLM's token space, after a TALLRec stage"
     Params = CoLLMParams
     profiles = {"quick": {"cf_epochs": 20, "train_samples": 64, "batch_size": 8, "stage1_lr": 3e-4, "valid_users": 0,

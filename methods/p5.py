@@ -44,6 +44,7 @@ class P5Params:
 class P5(Method):
     name = "p5"
     kind = "llm"
+    resources = {"num_cpus": 2, "num_gpus": 1}
     description = "P5: T5 text-to-text sequential recommendation, random item ids, likelihood scoring"
     Params = P5Params
     # no pretrained T5 ships offline: the quick (CPU) profile trains t5-small's architecture from scratch, and says so

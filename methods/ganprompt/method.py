@@ -88,6 +88,7 @@ PAPER = {}  # the dataclass defaults are the paper's settings
 class GANPrompt(Method):
     name = "ganprompt"
     kind = "proposed"
+    resources = {"num_cpus": 2, "num_gpus": 1}
     description = "GAN-trained diversity encoder + LoRA yes/no LLM recommender (the paper's method)"
     Params = GANPromptParams
     profiles = {"quick": QUICK, "paper": PAPER}
