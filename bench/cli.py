@@ -226,6 +226,26 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from rich.console import Console
+    from bench.report.reproduce import paper_methods, paper_table, write
+    paper_table(args.table)  # unknown tables fail before any work
+    if args.profile == "quick" and args.users is None and args.negatives == 99:
+        # the CPU budget: every method, baselines included, on the same 100 users x 20 candidates
+        args.users, args.negatives = 100, 19
+    args.dataset = args.dataset or args.table
+    args.methods = args.methods or ",".join(paper_methods())
+    args.protocol, args.sampler, args.leaderboard = "sampled", "uniform", False
+    if args.run:
+        cmd_run(args)
+    protocol = _protocols("sampled", "uniform", args.negatives, args.users)[0]
+    from bench.data.recipe import load_recipe
+    md, paths = write(Path(args.out), load_recipe(args.dataset).name, args.table, protocol.tag)
+    print(md)
+    Console(stderr=True).print("written: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_status(args) -> int:
     from tabulate import tabulate
     from bench.executors import grid_status
@@ -320,6 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", default="local", help="local (sequential) or ray (each cell a Ray task)")
     r.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start a local one)")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("reproduce", help="run the grid of a paper table and render it beside the published numbers")
+    rp.add_argument("--table", required=True, help="beauty, toys or sports")
+    _run_args(rp)
+    rp.set_defaults(dataset=None, methods=None)
+    rp.add_argument("--executor", default="local")
+    rp.add_argument("--ray-address", default=None)
+    rp.add_argument("--no-run", dest="run", action="store_false", help="only render from stored results")
+    rp.set_defaults(func=cmd_reproduce)
 
     st = sub.add_parser("status", help="every cell under the results root: done / running / interrupted / failed")
     st.add_argument("--dataset", default=None)

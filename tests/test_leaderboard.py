@@ -39,3 +39,15 @@ def test_missing_results_and_target_are_one_line_errors(tmp_path):
     fake(tmp_path, "pop", 0, 0.3)
     with pytest.raises(BenchError, match="target method 'x'"):
         build(tmp_path, "d", target="x")
+
+
+def test_reproduce_table_beside_the_paper(tmp_path):
+    from bench.report.reproduce import paper_table, write
+    beauty = paper_table("beauty")
+    assert beauty.at["tallrec", "ndcg@5"] == 0.438516 and set(paper_table("toys").index) == set(beauty.index)
+    fake(tmp_path, "sasrec", 0, 0.60)
+    md, paths = write(tmp_path, "d", "beauty", "sampled-uniform-n99")
+    assert "0.6000 / 0.6140 (-0.0140)" in md and "not run" in md
+    tallrec_line = next(line for line in md.splitlines() if line.startswith("| tallrec"))
+    assert "NDCG@5" in tallrec_line, "the published TALLRec row breaks NDCG@5 <= HR@5"
+    assert all(p.is_file() for p in paths)

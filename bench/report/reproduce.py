@@ -1,0 +1,64 @@
+"""A paper table beside ours: for each of the paper's rows, our mean (± std over seeds) next to the published value
+and the difference. The published rows are checked against the harness's metric invariants too (several fail)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from tabulate import tabulate
+
+from bench.errors import BenchError
+from bench.evaluate import invariant_violations
+from bench.io import write_text
+from bench.report.leaderboard import build as build_leaderboard
+
+PAPER = Path(__file__).with_name("paper_tables.yaml")
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    spec = yaml.safe_load(PAPER.read_text())
+    if name not in spec["tables"]:
+        raise BenchError(f"unknown paper table {name!r}; valid: {', '.join(spec['tables'])}")
+    rows = {spec["rows"][k]: dict(zip(spec["columns"], v)) for k, v in spec["tables"][name].items()}
+    return pd.DataFrame(rows).T
+
+
+def paper_methods() -> list[str]:
+    return list(yaml.safe_load(PAPER.read_text())["rows"].values())
+
+
+def side_by_side(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, pd.DataFrame]:
+    paper = paper_table(table)
+    lb = build_leaderboard(root, dataset, protocol, significance=False)
+    rows, flat = [], []
+    for method in paper.index:
+        for m in paper.columns:
+            ours = lb.mean.at[method, m] if method in lb.mean.index else float("nan")
+            std = lb.std.at[method, m] if method in lb.std.index else float("nan")
+            flat.append({"method": method, "metric": m, "ours": ours, "ours_std": std, "paper": paper.at[method, m],
+                         "diff": ours - paper.at[method, m]})
+    df = pd.DataFrame(flat)
+    for method in paper.index:
+        sub = df[df["method"] == method].set_index("metric")
+        cells = []
+        for m in paper.columns:
+            o, p_, d = sub.at[m, "ours"], sub.at[m, "paper"], sub.at[m, "diff"]
+            cells.append("not run" if pd.isna(o) else f"{o:.4f} / {p_:.4f} ({d:+.4f})")
+        bad = invariant_violations(paper.loc[method].to_dict())
+        rows.append([method, *cells, "; ".join(bad) if bad else ""])
+    md = tabulate(rows, headers=["Method", *[c.upper() for c in paper.columns], "paper row breaks"],
+                  tablefmt="github", disable_numparse=True)
+    md += (f"\n\nEach cell: ours / paper (ours - paper). Ours: dataset `{dataset}`, protocol `{protocol}`, mean over "
+           f"seeds; paper: GANPrompt paper, table `{table}` (N negatives not stated there). The last column lists the "
+           "metric invariants the published row violates.\n")
+    return md, df
+
+
+def write(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, list[Path]]:
+    md, df = side_by_side(root, dataset, table, protocol)
+    base = Path(root) / dataset
+    paths = [base / f"reproduce-{table}-{protocol}.md", base / f"reproduce-{table}-{protocol}.csv"]
+    write_text(paths[0], md)
+    write_text(paths[1], df.to_csv(index=False))
+    return md, paths
