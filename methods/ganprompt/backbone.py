@@ -35,6 +35,10 @@ class EncoderCausal(nn.Module):
         self.yes_id, self.no_id = answer_token_ids(self.lm_tok)
         h_enc, h_lm = self.encoder.config.hidden_size, self.lm.config.hidden_size
         self.proj = nn.Sequential(nn.Linear(h_enc, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, h_lm))
+        # the LM must see soft tokens of its usual size: projected states are RMS-normalised to the typical norm of
+        # its own token embeddings (a random projection's outputs are ~20x larger, far outside what the LM knows)
+        emb = self.lm.get_input_embeddings().weight.detach().float()
+        self.register_buffer("token_rms", emb.pow(2).mean(-1).sqrt().mean().reshape(()))
         self.max_length = max_length
 
     def set_answers(self, yes: str, no: str) -> None:
@@ -55,8 +59,12 @@ class EncoderCausal(nn.Module):
     def pooled(self, texts: list[str]) -> torch.Tensor:
         return masked_mean(*self.encode(texts))
 
+    def soft_tokens(self, states: torch.Tensor) -> torch.Tensor:
+        h = self.proj(states)
+        return h * (self.token_rms / h.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt())
+
     def margins_from_states(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = self.lm(inputs_embeds=self.proj(states), attention_mask=mask)
+        out = self.lm(inputs_embeds=self.soft_tokens(states), attention_mask=mask)
         last = mask.sum(1) - 1  # right padding: the answer is read after the last real token
         logits = out.logits[torch.arange(len(states), device=states.device), last].float()
         return logits[:, self.yes_id] - logits[:, self.no_id]

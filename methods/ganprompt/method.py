@@ -80,7 +80,7 @@ class GANPromptParams:
 
 
 QUICK = {"attribute_samples": 48, "train_samples": 96, "stage1_batch": 4, "stage1_lr": 1e-4, "llm_variants": 2,
-         "stage2_batch": 8, "stage2_lr": 3e-4, "stage2_variants": 1, "valid_users": 0, "history_len": 5,
+         "stage2_batch": 8, "stage2_lr": 1e-3, "stage2_variants": 1, "valid_users": 0, "history_len": 5,
          "title_words": 8, "max_length": 160, "max_minutes": 10}
 PAPER = {}  # the dataclass defaults are the paper's settings
 
@@ -372,7 +372,7 @@ def _is_trained(key: str, backbone) -> bool:
     """Tensors that training can change; the frozen causal LM's own weights are reloaded from its name instead."""
     if isinstance(backbone, T5Backbone):
         return True
-    if "lora_" in key or key.startswith("proj."):
+    if "lora_" in key or key.startswith("proj.") or key == "token_rms":
         return True
     return isinstance(backbone, EncoderCausal) and key.startswith("encoder.")
 
