@@ -42,8 +42,8 @@ class S3Rec(RecBoleMethod):
     description = "self-supervised pre-training on item attributes + fine-tuning (RecBole model + training)"
     Params = S3RecParams
     extra_config = {"train_neg_sample_args": None}
-    profiles = {"quick": {"epochs": 30, "max_minutes": 8, "patience": 3, "pretrain_epochs": 10,
-                          "pretrain_max_minutes": 8},
+    profiles = {"quick": {"epochs": 100, "max_minutes": 8, "patience": 10, "train_batch_size": 256,
+                          "pretrain_epochs": 10, "pretrain_max_minutes": 8},
                 "paper": {"epochs": 200, "patience": 10, "pretrain_epochs": 100}}
 
     def _model_config(self):
