@@ -60,6 +60,8 @@ class GANPromptParams:
     stage1_batch: int = field(default=256, metadata={"help": "samples per stage-1 step (each with K+1 variants)"})
     stage1_lr: float = field(default=5e-5, metadata={"help": "Adam lr of G (the paper: 5e-5)"})
     d_lr: float = field(default=5e-5, metadata={"help": "Adam lr of D (the paper: 5e-5, like G)"})
+    d_steps: int = field(default=1, metadata={
+        "help": "D updates per G step on the same detached batch (1 = plain alternation; cheap, since z is reused)"})
     llm_variants: int = field(default=0, metadata={
         "help": "variants per sample in stage-1 L_LLM: 0 = all K+1; n = x_0 and n-1 random attribute variants"})
     stage2_epochs: int = field(default=1, metadata={"help": "stage-2 epochs"})
@@ -80,9 +82,10 @@ class GANPromptParams:
     device: str = field(default="auto", metadata={"help": "cpu, cuda or auto; bf16 autocast on cuda"})
 
 
-# quick: D gets lr 1e-3 so that it learns within the ~24 steps a CPU affords (at 1e-4 its accuracy stayed at
-# chance on beauty); stage 2 at 1e-3 overshot (BCE 1.6 on beauty), 3e-4 does not
-QUICK = {"attribute_samples": 48, "train_samples": 96, "stage1_batch": 4, "stage1_lr": 1e-4, "d_lr": 1e-3,
+# quick: the ~24 G steps a CPU affords leave a plainly alternating D at chance (seen on beauty: accuracy 1/6 throughout;
+# on the same embeddings D needs ~50-200 Adam steps at 1e-3), so D takes 10 steps per G step; stage 2 at lr 1e-3
+# overshot (BCE 1.6 on beauty), 3e-4 does not
+QUICK = {"attribute_samples": 48, "train_samples": 96, "stage1_batch": 4, "stage1_lr": 1e-4, "d_lr": 1e-3, "d_steps": 10,
          "llm_variants": 2, "stage2_batch": 8, "stage2_lr": 3e-4, "stage2_variants": 1, "valid_users": 0, "history_len": 5,
          "title_words": 8, "max_length": 160, "max_minutes": 10}
 PAPER = {}  # the dataclass defaults are the paper's settings
@@ -220,13 +223,16 @@ class GANPrompt(Method):
                     states, mask = bb.encode(texts)
                     z = masked_mean(states, mask).float()
                 entry = {"step": step, "epoch": epoch}
-                if use_d:  # D step on detached embeddings
-                    d_opt.zero_grad()
-                    d_logits = self.discriminator_(z.detach())
-                    loss_d = F.cross_entropy(d_logits, classes)
-                    loss_d.backward()
-                    d_opt.step()
-                    entry.update(loss_d=loss_d.item(), d_acc=(d_logits.argmax(-1) == classes).float().mean().item())
+                if use_d:  # D steps on detached embeddings; accuracy is measured before this step's updates
+                    for j in range(max(1, p.d_steps)):
+                        d_opt.zero_grad()
+                        d_logits = self.discriminator_(z.detach())
+                        loss_d = F.cross_entropy(d_logits, classes)
+                        if j == 0:
+                            entry.update(loss_d=loss_d.item(),
+                                         d_acc=(d_logits.argmax(-1) == classes).float().mean().item())
+                        loss_d.backward()
+                        d_opt.step()
                 zv = z.view(len(batch), k1, -1)
                 loss_div = diversity_loss(zv, p.dist_alpha, p.dist_beta, p.js_temperature, p.diversity_scope)
                 loss_adv = adversarial_loss(self.discriminator_(z), classes, p.adversarial) if use_d else z.new_zeros(())
