@@ -6,6 +6,7 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ def run_recbole_native(ds, epochs):
     users = np.repeat(np.arange(ds.n_users), [len(s) for s in ds.seqs])
     inter = pd.DataFrame({"user_id": users.astype(str), "item_id": np.concatenate(ds.seqs).astype(str),
                           "timestamp": np.concatenate([np.arange(len(s)) for s in ds.seqs]).astype(float)})
-    write_atomic(os.path.join(folder, "bench", "bench.inter"), inter,
+    write_atomic(Path(folder) / "bench" / "bench.inter", inter,
                  {"user_id": "token", "item_id": "token", "timestamp": "float"})
     cwd = os.getcwd()
     os.chdir(folder)  # run_recbole writes ./log and ./saved
