@@ -197,15 +197,17 @@ class RecBoleMethod(Method):
         from recbole.utils import ModelType
         fields = {self.model_.USER_ID: torch.as_tensor(self.user_map_[users])}
         if self.config_["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+            # one history per distinct user, then repeated: DIN scores a user's candidates as repeated rows
             max_len = self.config_["MAX_ITEM_LIST_LENGTH"]
-            seq = np.zeros((len(users), max_len), dtype=np.int64)
-            lengths = np.zeros(len(users), dtype=np.int64)
-            for row, u in enumerate(users):
+            uniq, inverse = np.unique(users, return_inverse=True)
+            seq = np.zeros((len(uniq), max_len), dtype=np.int64)
+            lengths = np.zeros(len(uniq), dtype=np.int64)
+            for row, u in enumerate(uniq):
                 hist = self.data_.history(int(u), split)[-max_len:]
                 seq[row, :len(hist)] = self.item_map_[hist]
                 lengths[row] = len(hist)
-            fields[self.model_.ITEM_SEQ] = torch.as_tensor(seq)
-            fields[self.model_.ITEM_SEQ_LEN] = torch.as_tensor(lengths)
+            fields[self.model_.ITEM_SEQ] = torch.as_tensor(seq[inverse])
+            fields[self.model_.ITEM_SEQ_LEN] = torch.as_tensor(lengths[inverse])
         return Interaction(fields).to(self.config_["device"])
 
     def _full_scores(self, users: np.ndarray, split: str) -> np.ndarray:
