@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
 from bench.errors import BenchError, MethodError

@@ -40,6 +40,13 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
     _atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
+def write_png(path: Path, fig) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+    _atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+
+
 def read_json(path: Path) -> Any:
     with open(path) as fh:
         return json.load(fh)

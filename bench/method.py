@@ -65,6 +65,14 @@ class Method:
         raise MethodError(f"method {self.name} does not support full ranking")
 
 
+def resolve_device(name: str) -> str:
+    """The `device` parameter every trainable method has: cpu, cuda, or auto (cuda when available)."""
+    if name != "auto":
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def register(cls: type[Method]) -> type[Method]:
     if not cls.name:
         raise MethodError(f"{cls.__name__} has no name")

@@ -23,7 +23,7 @@ import pandas as pd
 from bench.compat import recbole_sandbox
 from bench.data.readers import write_atomic
 from bench.evaluate import evaluate_sampled
-from bench.method import Method
+from bench.method import Method, resolve_device
 
 
 @dataclass
@@ -87,9 +87,7 @@ class RecBoleMethod(Method):
     def _config(self, data, **overrides):
         import torch
         from recbole.config import Config
-        device = self.params.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(self.params.device)
         cfg = {
             "data_path": str(self._tmp), "checkpoint_dir": str(self._tmp / "ckpt"), "show_progress": False,
             "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": self._item_cols},

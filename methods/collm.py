@@ -25,7 +25,7 @@ from bench.lm.models import load_causal_lm
 from bench.lm.prompts import PromptStyle, get_template, split_prompt
 from bench.lm.samples import make_samples
 from bench.lm.yesno import YesNoScorer, answer_token_ids
-from bench.method import Method
+from bench.method import Method, resolve_device
 
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
 
@@ -65,9 +65,8 @@ class CoLLM(Method):
                           "history_len": 5, "title_words": 8, "max_length": 160, "max_minutes": 8},
                 "paper": {}}
 
-    def _device(self):
-        d = self.params.device
-        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+    def _device(self) -> str:
+        return resolve_device(self.params.device)
 
     # ---- prompts with embedding slots ----
     def _ids_and_slots(self, text: str, first: bool) -> tuple[list[int], list[tuple[int, str]]]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_encoder
 from bench.lm.prompts import PromptStyle
-from bench.method import Method
+from bench.method import Method, resolve_device
 from methods.ganprompt.losses import masked_mean
 
 
@@ -75,9 +75,8 @@ class CTRL(Method):
     profiles = {"quick": {"align_pairs": 3000, "align_epochs": 3, "epochs": 30, "patience": 3, "max_minutes": 8},
                 "paper": {}}
 
-    def _device(self):
-        d = self.params.device
-        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+    def _device(self) -> str:
+        return resolve_device(self.params.device)
 
     def fit(self, data) -> "CTRL":
         p = self.params

@@ -20,7 +20,7 @@ from bench.errors import MethodError
 from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_t5
 from bench.lm.prompts import get_template
-from bench.method import Method
+from bench.method import Method, resolve_device
 
 
 @dataclass
@@ -52,9 +52,8 @@ class P5(Method):
                           "valid_users": 20, "history_len": 5, "max_minutes": 8},
                 "paper": {}}
 
-    def _device(self):
-        d = self.params.device
-        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+    def _device(self) -> str:
+        return resolve_device(self.params.device)
 
     def _prompt(self, template, user: int, history) -> str:
         ids = ", ".join(str(self.item_ids_[i]) for i in history[-self.params.history_len:])

@@ -10,7 +10,7 @@ from bench.data.prepare import build, kcore, load_dataset
 from bench.data.readers import read_raw, read_recbole_atomic
 from bench.data.recipe import Recipe, load_recipe
 from bench.errors import DataFormatError, RecipeError
-from tests.conftest import AMAZON, FIXTURES, needs_amazon
+from tests.conftest import FIXTURES, needs_amazon
 
 
 def amazon_fixture_recipe(**kw):

@@ -7,11 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from bench.executors import grid_status, run_local
 from bench.io import read_json
-from bench.results import Protocol
 from bench.runner import Cell
 
 ROOT = Path(__file__).resolve().parents[1]

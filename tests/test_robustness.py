@@ -1,5 +1,4 @@
 """Robustness suite: deterministic perturbations that never touch titles or answers; the runner and report."""
-import numpy as np
 import pytest
 
 from bench.lm.perturb import PLACEHOLDER, perturb, variants

@@ -2,7 +2,6 @@
 The prepared dataset is cached under a fingerprint of the input files and the recipe."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
-from bench.io import write_json, write_text
+from bench.io import write_json, write_png, write_text
 from methods.ganprompt.losses import js_divergence
 
 
@@ -59,11 +59,7 @@ def tsne_png(before: np.ndarray, after: np.ndarray, classes: list[str], path: Pa
     axes[1].legend(loc="best", fontsize=8, markerscale=2)
     fig.suptitle("GANPrompt prompt variants: real prompt (x0) and one class per attribute")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    write_png(path, fig)
 
 
 def run(data, method, out_dir: Path, n_eval: int = 60) -> dict:

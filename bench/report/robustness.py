@@ -12,7 +12,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.io import load_npz, write_text
+from bench.io import load_npz, write_png, write_text
 from bench.report.significance import holm, paired_test
 from bench.results import iter_results
 
@@ -124,11 +124,7 @@ def plot(report: RobustnessReport, path: Path) -> None:
     ax.set_title(f"{report.dataset}: {report.metric} per prompt variant ({report.protocol})")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    write_png(path, fig)
 
 
 def write(report: RobustnessReport, root: Path) -> list[Path]:

@@ -25,7 +25,7 @@ from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_causal_lm
 from bench.lm.prompts import PromptStyle, get_template, split_prompt
 from bench.lm.samples import Sample, make_samples
-from bench.method import Method
+from bench.method import Method, resolve_device
 from methods.ganprompt.attributes import generate_attributes
 from methods.ganprompt.backbone import EncoderCausal, PlainCausal, T5Backbone
 from methods.ganprompt.losses import (Discriminator, adversarial_loss, diversity_loss, masked_mean,
@@ -127,8 +127,7 @@ class GANPrompt(Method):
 
     # ---------------------------------------------------------------- model
     def _device(self) -> str:
-        d = self.params.device
-        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+        return resolve_device(self.params.device)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.device_ == "cuda" else torch.autocast(
