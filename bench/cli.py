@@ -113,7 +113,14 @@ def _protocols(modes: str, samplers: str, negatives: int, max_users: int | None 
     out = []
     for mode in _csv(modes):
         if mode not in ("sampled", "full"):
-            raise BenchError(f"--protocol {mode!r}: valid: sampled, full (comma-separated for several)")
+            if mode.startswith(("sampled-", "full-")):  # an exact tag, e.g. sampled-uniform-n19-u100
+                p = Protocol.from_tag(mode)
+                if p.mode == "sampled" and p.sampler not in SAMPLERS:
+                    raise BenchError(f"--protocol {mode!r}: sampler {p.sampler!r}; valid: {', '.join(SAMPLERS)}")
+                out.append(p)
+                continue
+            raise BenchError(f"--protocol {mode!r}: valid: sampled, full or an exact tag such as "
+                             "sampled-uniform-n19-u100 (comma-separated for several)")
         if mode == "full":
             out.append(Protocol("full", max_users=max_users))
             continue
@@ -333,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(r)
     r.add_argument("--protocol", default="sampled",
                    help="sampled (1 positive + N negatives per user), full (rank all items), or both: sampled,full; "
-                        "one training serves every protocol")
+                        "exact tags such as sampled-uniform-n19-u100 may be added; one training serves every protocol")
     r.add_argument("--sampler", default="uniform", help="negative sampler(s): uniform, popularity, or uniform,popularity")
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
     r.add_argument("--executor", default="local", help="local (sequential) or ray (each cell a Ray task)")

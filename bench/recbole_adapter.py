@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import copy
 import shutil
 import tempfile
 import time
@@ -24,6 +23,7 @@ from bench.compat import recbole_sandbox
 from bench.data.readers import write_atomic
 from bench.evaluate import evaluate_sampled
 from bench.method import Method, resolve_device
+from bench.training import BestOnValidation
 
 
 @dataclass
@@ -154,8 +154,8 @@ class RecBoleMethod(Method):
     def _train(self, data, trainer, train_data) -> None:
         p = self.params
         vc = data.valid_candidates
-        best, best_epoch, best_state, wait = -np.inf, -1, None, 0
-        history, t0, stopped = [], time.perf_counter(), "max_epochs"
+        es = BestOnValidation(self.model_, p.patience, p.max_minutes)
+        history, stopped = [], "max_epochs"
         for epoch in range(p.epochs):
             te = time.perf_counter()
             loss = trainer._train_epoch(train_data, epoch)
@@ -165,27 +165,22 @@ class RecBoleMethod(Method):
                 scores = self.score(vc.users, vc.items, split="valid")
                 value = evaluate_sampled(scores, vc.labels).metrics[p.valid_metric]
                 entry["valid"] = value
-                if value > best:
-                    best, best_epoch, wait = value, epoch, 0
-                    best_state = copy.deepcopy(self.model_.state_dict())
-                else:
-                    wait += 1
+                es.observe(epoch, value)
             data.log(f"{self.name} epoch {epoch}: loss {loss:.4f}"
                      + (f", valid {p.valid_metric} {entry['valid']:.4f}" if "valid" in entry else "")
                      + f" ({entry['train_s']:.1f}s)")
             history.append(entry)
-            if wait >= p.patience:
+            if es.patience_spent():
                 stopped = "patience"
                 break
-            if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+            if es.out_of_time():
                 stopped = "max_minutes"
                 break
-        if best_state is not None:
-            self.model_.load_state_dict(best_state)
+        es.restore()
         self.model_.eval()
-        self.fit_info_ = {"epochs_run": len(history), "best_epoch": best_epoch, "best_valid": best,
+        self.fit_info_ = {"epochs_run": len(history), "best_epoch": es.best_epoch, "best_valid": es.best,
                           "valid_metric": p.valid_metric, "stopped_by": stopped,
-                          "train_minutes": (time.perf_counter() - t0) / 60, "history": history,
+                          "train_minutes": es.elapsed_s / 60, "history": history,
                           "budget": {"epochs": p.epochs, "max_minutes": p.max_minutes, "patience": p.patience}}
 
     # ---- scoring ----

@@ -11,6 +11,7 @@ import datetime as _dt
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.io import read_json, sha256_json, write_json, write_npz
 from bench.paths import PROJECT_ROOT
 
@@ -36,6 +38,17 @@ class Protocol:
     def tag(self) -> str:
         base = "full" if self.mode == "full" else f"sampled-{self.sampler}-n{self.n_negatives}"
         return base + (f"-u{self.max_users}" if self.max_users else "")
+
+    @classmethod
+    def from_tag(cls, tag: str) -> "Protocol":
+        """Inverse of `tag`: 'full', 'full-u500', 'sampled-uniform-n99', 'sampled-popularity-n19-u100'."""
+        m = re.fullmatch(r"(?:(full)|sampled-(\w+?)-n(\d+))(?:-u(\d+))?", tag)
+        if not m:
+            raise BenchError(f"protocol tag {tag!r}: expected full, full-u<USERS> or sampled-<SAMPLER>-n<N>[-u<USERS>]")
+        users = int(m.group(4)) if m.group(4) else None
+        if m.group(1):
+            return cls("full", max_users=users)
+        return cls("sampled", m.group(2), int(m.group(3)), users)
 
     def to_dict(self) -> dict:
         users = {"max_users": self.max_users,

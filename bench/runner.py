@@ -17,6 +17,7 @@ from bench.data.prepare import SeqDataset, load_dataset
 from bench.data.view import FitData
 from bench.evaluate import Evaluation, evaluate_full, evaluate_sampled, full_ranks
 from bench.errors import MethodError
+from bench.fits import fit_dir, fit_or_load
 from bench.method import Method, get_method
 from bench.io import write_json
 from bench.results import Protocol, cell_dir, environment, is_finished, params_hash, write_cell
@@ -114,7 +115,8 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     for i in pending:
         mark_running(folders[i])
     try:
-        _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress)
+        _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress,
+                       refit=force)
     except BaseException as exc:
         for i in pending:
             if out[i][0] != "done":
@@ -137,22 +139,23 @@ def mark_failed(folder: Path, exc: BaseException) -> None:
                                         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
-def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress) -> None:
-    """Fit once, then score and write every pending target; fills `out` as cells finish."""
+def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress,
+                   refit: bool = False) -> None:
+    """Fit once (or load the saved fit, for methods that can save one), then score and write every pending target;
+    fills `out` as cells finish."""
     valid_c, valid_path = get_candidates(root, ds, "valid", VALID_PROTOCOL.n_negatives, VALID_PROTOCOL.sampler,
                                          cell.seed)
     data = FitData.from_dataset(ds, valid_candidates=valid_c, seed=cell.seed, log=log)
     seed_everything(cell.seed)
-    t0 = time.perf_counter()
-    method.fit(data)
-    fit_s = time.perf_counter() - t0
+    method, fit = fit_or_load(method, data, fit_dir(root, ds.name, cell.method, params, cell.seed), ds.fingerprint,
+                              refit=refit, log=log)
     common = {
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint, "recipe": ds.recipe, "stats": ds.stats(),
                     "text_source": ds.text_source},
         "method": {"name": method.name, "kind": method.kind, "profile": cell.profile, "params": params,
                    "params_hash": params_hash(params), "overrides": cell.overrides},
         "seed": cell.seed,
-        "training": getattr(method, "fit_info_", {}),
+        "training": {**getattr(method, "fit_info_", {}), "fit_reused_from": (os.path.relpath(fit["reused_from"], root) if fit["reused_from"] else None)},
         "environment": environment(getattr(method, "device_", "cpu")),
     }
     for i in pending:
@@ -190,7 +193,7 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
                               "text": variant.template.text, "answer_cue": variant.template.answer_cue,
                               "answers": list(variant.template.answers), "style": variant.style}
         result = {**common, "protocol": info, "metrics": ev.metrics, "n_users": int(len(per_user["users"])),
-                  "timings": {"fit_s": fit_s, "score_s": score_s, "eval_s": eval_s,
+                  "timings": {"fit_s": fit["fit_s"], "fit_load_s": fit["load_s"], "score_s": score_s, "eval_s": eval_s,
                               "total_s": time.perf_counter() - t_start}}
         write_cell(folder, result, per_user)
         (folder / "failed.json").unlink(missing_ok=True)

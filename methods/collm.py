@@ -10,7 +10,6 @@
   (title + <item> + question) are scored in batches (bench/lm/yesno.py)."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from bench.lm.prompts import PromptStyle, get_template, split_prompt
 from bench.lm.samples import make_samples
 from bench.lm.yesno import YesNoScorer, answer_token_ids
 from bench.method import Method, resolve_device
+from bench.training import BestOnValidation
 
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
 
@@ -161,7 +161,7 @@ class CoLLM(Method):
     def _train(self, samples, params, lr, epochs, with_cf, rng) -> dict:
         p = self.params
         opt = torch.optim.AdamW(params, lr=lr)
-        history, t0, best, best_state = [], time.perf_counter(), -np.inf, None
+        history, es = [], BestOnValidation(self.mapper_, max_minutes=p.max_minutes)
         for epoch in range(epochs):
             self.scorer_.model.train()
             order = rng.permutation(len(samples))
@@ -175,22 +175,20 @@ class CoLLM(Method):
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
-                if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+                if es.out_of_time():
                     break
             entry = {"epoch": epoch, "bce": float(np.mean(losses))}
             vc = self.data_.valid_candidates
             if with_cf and p.valid_users and vc is not None:
                 sub = vc.subset(np.sort(rng.choice(len(vc.users), size=min(p.valid_users, len(vc.users)), replace=False)))
                 entry["valid_auc"] = evaluate_sampled(self.score(sub.users, sub.items, "valid"), sub.labels).metrics["auc"]
-                if entry["valid_auc"] > best:
-                    best, best_state = entry["valid_auc"], copy.deepcopy(self.mapper_.state_dict())
+                es.observe(epoch, entry["valid_auc"])
             history.append(entry)
             self.data_.log(f"collm {'mapper' if with_cf else 'lora'} epoch {epoch}: bce {entry['bce']:.4f}"
                            + (f", valid auc {entry['valid_auc']:.4f}" if "valid_auc" in entry else ""))
-            if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+            if es.out_of_time():
                 break
-        if best_state is not None:
-            self.mapper_.load_state_dict(best_state)
+        es.restore()
         self.scorer_.model.eval()
         return {"history": history}
 

@@ -11,7 +11,6 @@ fine-tune the collaborative model alone; only the collaborative model scores at 
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_encoder
 from bench.lm.prompts import PromptStyle
 from bench.method import Method, resolve_device
+from bench.training import BestOnValidation
 from methods.ganprompt.losses import masked_mean
 
 
@@ -150,7 +150,7 @@ class CTRL(Method):
         known = [set(k.tolist()) for k in data.known]
         opt = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate)
         vc = data.valid_candidates
-        best, best_state, wait, history, t0, stopped = -np.inf, None, 0, [], time.perf_counter(), "epochs"
+        es, history, stopped = BestOnValidation(self.model_, p.patience, p.max_minutes), [], "epochs"
         for epoch in range(p.epochs):
             self.model_.train()
             neg = rng.integers(0, data.n_items, size=(len(users), p.negatives))
@@ -175,22 +175,18 @@ class CTRL(Method):
             entry = {"epoch": epoch, "bce": float(np.mean(total))}
             if vc is not None:
                 entry["valid_ndcg@10"] = evaluate_sampled(self.score(vc.users, vc.items, "valid"), vc.labels).metrics["ndcg@10"]
-                if entry["valid_ndcg@10"] > best:
-                    best, wait, best_state = entry["valid_ndcg@10"], 0, copy.deepcopy(self.model_.state_dict())
-                else:
-                    wait += 1
+                es.observe(epoch, entry["valid_ndcg@10"])
             history.append(entry)
             self.data_.log(f"ctrl finetune epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
-            if wait >= p.patience:
+            if es.patience_spent():
                 stopped = "patience"
                 break
-            if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+            if es.out_of_time():
                 stopped = "max_minutes"
                 break
-        if best_state is not None:
-            self.model_.load_state_dict(best_state)
+        es.restore()
         self.model_.eval()
-        return {"history": history, "stopped_by": stopped, "best_valid_ndcg@10": best}
+        return {"history": history, "stopped_by": stopped, "best_valid_ndcg@10": es.best}
 
     @torch.no_grad()
     def score(self, users, candidates, split="test"):

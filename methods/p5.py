@@ -8,8 +8,6 @@ once per user, the decoder over all candidates in a batch. Any HF T5 name or pat
 reachable); tests use a small random T5."""
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +19,7 @@ from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_t5
 from bench.lm.prompts import get_template
 from bench.method import Method, resolve_device
+from bench.training import BestOnValidation
 
 
 @dataclass
@@ -81,7 +80,7 @@ class P5(Method):
             samples.append((int(u), seq[:t], int(seq[t])))
         opt = torch.optim.AdamW(self.model_.parameters(), lr=p.learning_rate)
         vc = data.valid_candidates
-        best, best_state, wait, history, t0, stopped = -np.inf, None, 0, [], time.perf_counter(), "epochs"
+        es, history, stopped = BestOnValidation(self.model_, p.patience, p.max_minutes), [], "epochs"
         for epoch in range(p.epochs):
             self.model_.train()
             order = rng.permutation(len(samples))
@@ -99,7 +98,7 @@ class P5(Method):
                 out.loss.backward()
                 opt.step()
                 losses.append(out.loss.item())
-                if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+                if es.out_of_time():
                     stopped = "max_minutes"
                     break
             entry = {"epoch": epoch, "loss": float(np.mean(losses))}
@@ -108,18 +107,14 @@ class P5(Method):
                 sub = vc.subset(idx)
                 entry["valid_ndcg@10"] = evaluate_sampled(self.score(sub.users, sub.items, "valid"),
                                                           sub.labels).metrics["ndcg@10"]
-                if entry["valid_ndcg@10"] > best:
-                    best, wait, best_state = entry["valid_ndcg@10"], 0, copy.deepcopy(self.model_.state_dict())
-                else:
-                    wait += 1
+                es.observe(epoch, entry["valid_ndcg@10"])
             history.append(entry)
             data.log("p5 epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in entry.items()))
-            if stopped != "epochs" or wait >= p.patience:
+            if stopped != "epochs" or es.patience_spent():
                 stopped = stopped if stopped != "epochs" else "patience"
                 break
-        if best_state is not None:
-            self.model_.load_state_dict(best_state)
+        es.restore()
         self.model_.eval()
         self.fit_info_ = {"history": history, "stopped_by": stopped, "ids": "random permutation (seeded)",
                           "train_templates": p.train_templates, "eval_template": p.eval_template,

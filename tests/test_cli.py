@@ -19,6 +19,8 @@ def cli(*args, env=None):
     (["run", "--seeds", "a"], "--seeds 'a'"),
     (["run", "--methods", "sasrec", "--set", "sasrec.epochs=x"], "epochs='x' is not a valid int"),
     (["run", "--methods", "pop", "--set", "sasrec.epochs=1"], "not in --methods"),
+    (["run", "--protocol", "sampled-uniform-nx"], "protocol tag 'sampled-uniform-nx': expected"),
+    (["run", "--protocol", "sampled-best-n5"], "sampler 'best'; valid: uniform, popularity"),
     (["leaderboard", "--dataset", "toys", "--out", "/tmp/llmrec-empty"], "no results for dataset"),
     (["leaderboard", "--dataset", "nothing-here"], "unknown dataset"),
 ])
@@ -38,6 +40,11 @@ def test_run_then_leaderboard(tmp_path):
     assert (tmp_path / "ml-100k" / "leaderboard-sampled-uniform-n99.md").is_file()
     r3 = cli("leaderboard", "--dataset", "ml-100k", "--target", "pop", "--out", str(tmp_path))
     assert r3.returncode == 0 and "Improvement (%)" in r3.stdout
+    # an exact protocol tag beside the named modes: finished protocols are skipped, the new one runs
+    r4 = cli("run", "--dataset", "ml-100k", "--methods", "pop", "--protocol", "sampled,sampled-popularity-n9-u50",
+             "--out", str(tmp_path))
+    assert r4.returncode == 0 and r4.stderr.count("skip") == 1, r4.stderr
+    assert "done ml-100k pop seed 0 sampled-popularity-n9-u50" in r4.stderr
 
 
 def test_listing_commands():

@@ -1,6 +1,8 @@
 """Robustness suite: deterministic perturbations that never touch titles or answers; the runner and report."""
+import numpy as np
 import pytest
 
+from bench.io import load_npz
 from bench.lm.perturb import PLACEHOLDER, perturb, variants
 from bench.lm.prompts import PromptStyle, fill, get_template
 from bench.report.robustness import build, write
@@ -36,8 +38,9 @@ def test_perturbations_are_deterministic_and_keep_placeholders_and_answers(kind)
 def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     chosen = tuple(v for v in variants() if v.id in ("seen-0", "unseen-3", "unseen-7", "seen-0+typo", "seen-0+numbered"))
     protocol = Protocol("sampled", "uniform", 10, max_users=8)
+    outs = {}
     for m in ("ganprompt", "tallrec"):
-        out = run_cell(Cell(tiny_name, m, 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
+        out = outs[m] = run_cell(Cell(tiny_name, m, 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
                        log=lambda s: None)
         assert [s for s, _, _ in out] == ["done"] * len(chosen)
     again = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
@@ -54,3 +57,15 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     assert all(p.is_file() for p in paths) and paths[2].stat().st_size > 1000
     # the leaderboard tree is not polluted by robustness cells
     assert not (tmp_path / tiny_name / protocol.tag).exists()
+    # the main run of the same method and params loads the robustness run's saved fit: same model, same scores
+    (status, res, folder), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY)), tmp_path,
+                                      log=lambda s: None)
+    assert status == "done" and res["training"]["fit_reused_from"].startswith(f"{tiny_name}/fits/ganprompt/")
+    assert res["timings"]["fit_s"] == outs["ganprompt"][0][1]["timings"]["fit_s"]
+    seen = outs["ganprompt"][[v.id for v in chosen].index("seen-0")][2]
+    np.testing.assert_allclose(load_npz(folder / "per_user.npz")["scores"], load_npz(seen / "per_user.npz")["scores"],
+                               atol=1e-6)
+    # --force refits instead of loading
+    (_, res2, _), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY)), tmp_path,
+                             force=True, log=lambda s: None)
+    assert res2["training"]["fit_reused_from"] is None

@@ -26,6 +26,7 @@ from bench.lm.models import load_causal_lm
 from bench.lm.prompts import PromptStyle, get_template, split_prompt
 from bench.lm.samples import Sample, make_samples
 from bench.method import Method, resolve_device
+from bench.training import BestOnValidation
 from methods.ganprompt.attributes import generate_attributes
 from methods.ganprompt.backbone import EncoderCausal, PlainCausal, T5Backbone
 from methods.ganprompt.losses import (Discriminator, adversarial_loss, diversity_loss, masked_mean,
@@ -282,7 +283,7 @@ class GANPrompt(Method):
         bb.to(self.device_)
         opt = torch.optim.AdamW(bb.stage2_parameters(), lr=p.stage2_lr)
         rows = [(pair, s.label) for s in samples for pair in self._stage2_pairs(s, rng)]
-        history, t0, best, best_state, stopped = [], time.perf_counter(), -np.inf, None, "epochs"
+        history, es, stopped = [], BestOnValidation(bb, max_minutes=p.max_minutes), "epochs"
         for epoch in range(p.stage2_epochs):
             bb.train()
             order = rng.permutation(len(rows))
@@ -299,7 +300,7 @@ class GANPrompt(Method):
                 losses.append(loss.item())
                 if len(losses) % 5 == 0:
                     self.data_.log(f"{self.name} stage 2 epoch {epoch} step {len(losses)}: bce {np.mean(losses[-5:]):.4f}")
-                if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+                if es.out_of_time():
                     stopped = "max_minutes"
                     break
             entry = {"epoch": epoch, "bce": float(np.mean(losses))}
@@ -308,15 +309,12 @@ class GANPrompt(Method):
                 idx = rng.choice(len(vc.users), size=min(p.valid_users, len(vc.users)), replace=False)
                 sub = vc.subset(np.sort(idx))
                 entry["valid_auc"] = evaluate_sampled(self.score(sub.users, sub.items, "valid"), sub.labels).metrics["auc"]
-                if entry["valid_auc"] > best:
-                    best = entry["valid_auc"]
-                    best_state = {k: v.detach().clone() for k, v in bb.state_dict().items()}
+                es.observe(epoch, entry["valid_auc"])
             history.append(entry)
             self.data_.log(f"{self.name} stage 2 epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
             if stopped != "epochs":
                 break
-        if best_state is not None:
-            bb.load_state_dict(best_state)
+        es.restore()
         bb.eval()
         return {"rows": len(rows), "history": history, "stopped_by": stopped}
 

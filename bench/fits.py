@@ -1,0 +1,63 @@
+"""Saved fits. A method that can `save` and `load` its trained state is fitted once per (dataset, method, params,
+seed) and reloaded by every later cell, so the robustness suite scores the very model the main run scored and an
+LLM's 20-minute fit is not repeated. The fit never depends on the test protocol (early stopping always uses the
+runner's fixed validation candidates), which is what makes the reuse sound."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from bench.io import read_json, write_json
+from bench.method import Method
+from bench.results import params_hash
+
+
+def fit_dir(root: Path, dataset: str, method: str, params: dict, seed: int) -> Path:
+    return Path(root) / dataset / "fits" / method / params_hash(params) / f"seed{seed}"
+
+
+def can_save(method: Method) -> bool:
+    cls = type(method)
+    return callable(getattr(cls, "save", None)) and callable(getattr(cls, "load", None))
+
+
+def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: bool = False,
+                log: Callable[[str], None] = print) -> tuple[Method, dict]:
+    """The fitted method and {"fit_s", "load_s", "reused_from"}: loaded from `folder` when a fit of the same
+    params on the same data is saved there (and refit is False), else fitted now and saved there."""
+    folder = Path(folder)
+    if not can_save(method):
+        t0 = time.perf_counter()
+        method.fit(data)
+        return method, {"fit_s": time.perf_counter() - t0, "load_s": 0.0, "reused_from": None}
+    meta_path = folder / "fit.json"
+    if not refit and meta_path.exists():
+        meta = read_json(meta_path)
+        if meta.get("fingerprint") == fingerprint and meta.get("params") == method.get_params():
+            t0 = time.perf_counter()
+            loaded = type(method).load(folder, data)
+            loaded.fit_info_ = meta.get("fit_info", {})
+            load_s = time.perf_counter() - t0
+            log(f"{method.name}: loaded the fit saved in {folder} (fitted in {meta['fit_s']:.0f}s, loaded in "
+                f"{load_s:.1f}s)")
+            return loaded, {"fit_s": meta["fit_s"], "load_s": load_s, "reused_from": str(folder)}
+        log(f"{method.name}: the fit saved in {folder} is for other data or params; fitting again")
+    t0 = time.perf_counter()
+    method.fit(data)
+    fit_s = time.perf_counter() - t0
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    try:  # a failed save costs only the reuse, never the finished fit
+        shutil.rmtree(tmp, ignore_errors=True)
+        method.save(tmp)
+        write_json(tmp / "fit.json", {"fingerprint": fingerprint, "params": method.get_params(), "fit_s": fit_s,
+                                      "fit_info": getattr(method, "fit_info_", {}),
+                                      "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as exc:
+        log(f"[red]warning[/]: could not save the fit of {method.name} to {folder}: {exc}; later cells refit")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return method, {"fit_s": fit_s, "load_s": 0.0, "reused_from": None}
