@@ -170,11 +170,8 @@ class RecBoleMethod(Method):
                      + (f", valid {p.valid_metric} {entry['valid']:.4f}" if "valid" in entry else "")
                      + f" ({entry['train_s']:.1f}s)")
             history.append(entry)
-            if es.patience_spent():
-                stopped = "patience"
-                break
-            if es.out_of_time():
-                stopped = "max_minutes"
+            if reason := es.stop_reason():
+                stopped = reason
                 break
         es.restore()
         self.model_.eval()

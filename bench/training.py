@@ -33,6 +33,12 @@ class BestOnValidation:
     def patience_spent(self) -> bool:
         return self.patience is not None and self.wait >= self.patience
 
+    def stop_reason(self) -> str | None:
+        """Checked once per epoch: 'patience' or 'max_minutes' when training should stop, else None."""
+        if self.patience_spent():
+            return "patience"
+        return "max_minutes" if self.out_of_time() else None
+
     def restore(self) -> None:
         """Load the best state back (no-op when no validation ran)."""
         if self.best_state is not None:

@@ -178,11 +178,8 @@ class CTRL(Method):
                 es.observe(epoch, entry["valid_ndcg@10"])
             history.append(entry)
             self.data_.log(f"ctrl finetune epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
-            if es.patience_spent():
-                stopped = "patience"
-                break
-            if es.out_of_time():
-                stopped = "max_minutes"
+            if reason := es.stop_reason():
+                stopped = reason
                 break
         es.restore()
         self.model_.eval()

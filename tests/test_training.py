@@ -31,3 +31,12 @@ def test_no_validation_means_no_restore_and_a_budget_of_none_never_runs_out():
 def test_protocol_tags_round_trip():
     for p in (Protocol(), Protocol("full"), Protocol("full", max_users=50), Protocol("sampled", "popularity", 19, 100)):
         assert Protocol.from_tag(p.tag) == p
+
+
+def test_stop_reason_names_patience_before_the_budget():
+    es = BestOnValidation(torch.nn.Linear(2, 1), patience=1, max_minutes=0.0)
+    es.observe(0, 1.0)
+    assert es.stop_reason() == "max_minutes"
+    es.observe(1, 0.0)
+    assert es.stop_reason() == "patience"
+    assert BestOnValidation(torch.nn.Linear(2, 1), patience=3).stop_reason() is None
