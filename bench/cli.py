@@ -137,8 +137,10 @@ def _summary(cell, protocol, status, result, folder, seconds) -> str:
         return f"[dim]skip[/] {head}: finished earlier ({folder})"
     m = result["metrics"]
     auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
+    answers = (result.get("answers") or {}).get("greedy_answer_valid_rate")
     return (f"[green]done[/] {head}: AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} "
-            f"NDCG@10 {m['ndcg@10']:.4f} MRR {m['mrr']:.4f} ({seconds:.1f}s)")
+            f"NDCG@10 {m['ndcg@10']:.4f} MRR {m['mrr']:.4f}"
+            + (f" greedy yes/no answers {answers:.1%}" if answers is not None else "") + f" ({seconds:.1f}s)")
 
 
 def _leaderboard(out: Path, dataset: str, protocol: str, target: str | None, console) -> None:

@@ -7,7 +7,9 @@ A method is a class with:
   - `fit(data: FitData) -> self`: trains on training items; may early-stop on data.valid_candidates;
   - `score(users, candidates, split="test") -> [U, C] float array`: higher = more likely the next item;
   - optionally `score_full(users, split="test") -> [U, n_items]` when `supports_full = True`.
-`fit` may record what it did (epochs, best epoch, stop reason) in `self.fit_info_`.
+`fit` may record what it did (epochs, best epoch, stop reason) in `self.fit_info_`. LM methods that read an
+answer from the LM return a `bench.lm.yesno.AnswerCounter` from `answer_counter()`; the runner records its
+valid-answer rate per scored protocol.
 """
 from __future__ import annotations
 
@@ -63,6 +65,10 @@ class Method:
 
     def score_full(self, users: np.ndarray, split: str = "test") -> np.ndarray:
         raise MethodError(f"method {self.name} does not support full ranking")
+
+    def answer_counter(self):
+        """The AnswerCounter of an LM that answers yes/no, else None."""
+        return None
 
 
 def resolve_device(name: str) -> str:

@@ -164,6 +164,9 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
             method.set_prompt(variant.template, variant.style)
         progress = (lambda n: on_progress("score", n, len(protocol.user_rows(ds.n_users, cell.seed)))
                     if on_progress else None)
+        answers = method.answer_counter()
+        if answers is not None:
+            answers.reset()  # validation scoring during fit counted too
         t0 = time.perf_counter()
         info = protocol.to_dict()
         if protocol.mode == "sampled":
@@ -193,6 +196,7 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
                               "text": variant.template.text, "answer_cue": variant.template.answer_cue,
                               "answers": list(variant.template.answers), "style": variant.style}
         result = {**common, "protocol": info, "metrics": ev.metrics, "n_users": int(len(per_user["users"])),
+                  "answers": answers.as_dict() if answers is not None else None,
                   "timings": {"fit_s": fit["fit_s"], "fit_load_s": fit["load_s"], "score_s": score_s, "eval_s": eval_s,
                               "total_s": time.perf_counter() - t_start}}
         write_cell(folder, result, per_user)

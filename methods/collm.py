@@ -192,6 +192,9 @@ class CoLLM(Method):
         self.scorer_.model.eval()
         return {"history": history}
 
+    def answer_counter(self):
+        return self.scorer_.answers
+
     @torch.no_grad()
     def score(self, users, candidates, split="test"):
         self.scorer_.model.eval()

@@ -56,3 +56,19 @@ def test_missing_weights_fail_with_one_line_error(monkeypatch, tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(MethodError, match="cannot load"):
         load_causal_lm(str(tmp_path / "nothing"))
+
+
+def test_answer_counter_counts_greedy_yes_no_only_when_scoring():
+    import torch
+    from bench.lm.yesno import AnswerCounter, yes_no_margin
+    c = AnswerCounter()
+    logits = torch.tensor([[0.0, 5.0, 1.0, 0.0], [0.0, 1.0, 5.0, 0.0], [9.0, 1.0, 2.0, 0.0]])
+    with torch.no_grad():
+        m = yes_no_margin(logits, 1, 2, c)
+    assert m.tolist() == [4.0, -4.0, -1.0]
+    assert c.as_dict()["prompts"] == 3 and c.as_dict()["greedy_answer_valid_rate"] == 2 / 3
+    assert c.as_dict()["greedy_yes_rate"] == 1 / 3
+    yes_no_margin(logits.requires_grad_(), 1, 2, c)  # training forward passes are not counted
+    assert c.prompts == 3
+    c.reset()
+    assert c.as_dict()["greedy_answer_valid_rate"] is None

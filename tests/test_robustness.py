@@ -62,6 +62,7 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
                                       log=lambda s: None)
     assert status == "done" and res["training"]["fit_reused_from"].startswith(f"{tiny_name}/fits/ganprompt/")
     assert res["timings"]["fit_s"] == outs["ganprompt"][0][1]["timings"]["fit_s"]
+    assert res["answers"]["prompts"] == 8 * 11 and 0 <= res["answers"]["greedy_answer_valid_rate"] <= 1
     seen = outs["ganprompt"][[v.id for v in chosen].index("seen-0")][2]
     np.testing.assert_allclose(load_npz(folder / "per_user.npz")["scores"], load_npz(seen / "per_user.npz")["scores"],
                                atol=1e-6)

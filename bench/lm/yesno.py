@@ -21,9 +21,44 @@ def answer_token_ids(tokenizer, yes: str = " yes", no: str = " no") -> tuple[int
     return ids[0][0], ids[1][0]
 
 
+class AnswerCounter:
+    """The valid-answer rate a generating recommender would have: how often the greedy next token over the whole
+    vocabulary is one of the two answers. Scores never depend on it (they read logit(yes) - logit(no), so every
+    candidate of every user gets a score); it says how well the prompt elicits the answer format. Counted only
+    outside autograd, i.e. when scoring."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.prompts, self.valid, self.yes = 0, 0, 0
+
+    def update(self, logits: torch.Tensor, yes_id: int, no_id: int) -> None:
+        if torch.is_grad_enabled():
+            return
+        top = logits.argmax(-1)
+        self.prompts += int(top.numel())
+        self.valid += int(((top == yes_id) | (top == no_id)).sum())
+        self.yes += int((top == yes_id).sum())
+
+    def as_dict(self) -> dict:
+        rate = (lambda k: k / self.prompts if self.prompts else None)
+        return {"prompts": self.prompts, "greedy_answer_valid_rate": rate(self.valid), "greedy_yes_rate": rate(self.yes),
+                "meaning": "share of scored prompts whose most likely next token (whole vocabulary) is the yes / no "
+                           "answer; scores use logit(yes) - logit(no) regardless, so every user is counted"}
+
+
+def yes_no_margin(logits: torch.Tensor, yes_id: int, no_id: int, counter: AnswerCounter | None = None) -> torch.Tensor:
+    """log p(yes) - log p(no) from full-vocabulary logits [B, V] at the answer position; p(yes) = sigmoid(margin)."""
+    if counter is not None:
+        counter.update(logits, yes_id, no_id)
+    return logits[:, yes_id] - logits[:, no_id]
+
+
 class YesNoScorer:
     def __init__(self, model, tokenizer, batch_size: int = 16, yes: str = " yes", no: str = " no"):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        self.answers = AnswerCounter()
         self.yes_id, self.no_id = answer_token_ids(tokenizer, yes, no)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -50,8 +85,7 @@ class YesNoScorer:
         return out, mask, torch.tensor([len(s) - 1 for s in seqs], device=seqs[0].device)
 
     def yes_logit_margin(self, logits: torch.Tensor) -> torch.Tensor:
-        """log p(yes) - log p(no) from full-vocabulary logits at the answer position; p(yes) = sigmoid(margin)."""
-        return logits[:, self.yes_id] - logits[:, self.no_id]
+        return yes_no_margin(logits, self.yes_id, self.no_id, self.answers)
 
     def margins_embeds(self, seqs: list[torch.Tensor]) -> torch.Tensor:
         """Margins of whole sequences given as input embeddings [L_i, H] (differentiable)."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from bench.lm.models import load_causal_lm, load_encoder, load_t5
-from bench.lm.yesno import YesNoScorer, answer_token_ids
+from bench.lm.yesno import AnswerCounter, YesNoScorer, answer_token_ids, yes_no_margin
 from methods.ganprompt.losses import masked_mean
 
 
@@ -26,6 +26,7 @@ class EncoderCausal(nn.Module):
 
     def __init__(self, encoder: str, lm: str, proj_hidden: int, max_length: int):
         super().__init__()
+        self.answers = AnswerCounter()
         enc = load_encoder(encoder)
         self.encoder, self.enc_tok = enc.model, enc.tokenizer
         causal = load_causal_lm(lm)
@@ -67,7 +68,7 @@ class EncoderCausal(nn.Module):
         out = self.lm(inputs_embeds=self.soft_tokens(states), attention_mask=mask)
         last = mask.sum(1) - 1  # right padding: the answer is read after the last real token
         logits = out.logits[torch.arange(len(states), device=states.device), last].float()
-        return logits[:, self.yes_id] - logits[:, self.no_id]
+        return yes_no_margin(logits, self.yes_id, self.no_id, self.answers)
 
     def margins(self, texts: list[str]) -> torch.Tensor:
         return self.margins_from_states(*self.encode(texts))
@@ -89,6 +90,7 @@ class T5Backbone(nn.Module):
 
     def __init__(self, t5: str, max_length: int):
         super().__init__()
+        self.answers = AnswerCounter()
         loaded = load_t5(t5)
         self.t5, self.enc_tok = loaded.model, loaded.tokenizer
         self.yes_id, self.no_id = answer_token_ids(self.enc_tok, "yes", "no")
@@ -119,7 +121,7 @@ class T5Backbone(nn.Module):
         start = torch.full((len(states), 1), self.t5.config.decoder_start_token_id, device=states.device)
         out = self.t5(encoder_outputs=(states,), attention_mask=mask, decoder_input_ids=start)
         logits = out.logits[:, 0].float()
-        return logits[:, self.yes_id] - logits[:, self.no_id]
+        return yes_no_margin(logits, self.yes_id, self.no_id, self.answers)
 
     def margins(self, texts):
         return self.margins_from_states(*self.encode(texts))
@@ -160,6 +162,10 @@ class PlainCausal(nn.Module):
     @property
     def device(self):
         return next(self.lm.parameters()).device
+
+    @property
+    def answers(self) -> AnswerCounter:
+        return self.scorer.answers
 
     def set_answers(self, yes: str, no: str) -> None:
         self.scorer.yes_id, self.scorer.no_id = answer_token_ids(self.lm_tok, yes, no)

@@ -338,6 +338,9 @@ class GANPrompt(Method):
                         [(t, "") for t in texts[s:s + self.params.score_batch]]).float().cpu().numpy()
         return out
 
+    def answer_counter(self):
+        return self.backbone_.answers
+
     # ---------------------------------------------------------------- checkpoint
     def save(self, folder: Path) -> None:
         """Trained state as safetensors (trainable tensors only) plus a JSON with params and attributes."""
