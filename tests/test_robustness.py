@@ -70,3 +70,36 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     (_, res2, _), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY)), tmp_path,
                              force=True, log=lambda s: None)
     assert res2["training"]["fit_reused_from"] is None
+
+
+def _fake_per_user(tmp_path, spec, n=40):
+    """spec: {(method, variant): per-user values} -> the per_user mapping the report reads."""
+    from bench.io import write_npz
+    out = {}
+    for (m, v), values in spec.items():
+        f = tmp_path / m / v / "per_user.npz"
+        f.parent.mkdir(parents=True)
+        write_npz(f, users=np.arange(n), **{"ndcg@10": np.asarray(values, dtype=np.float64)})
+        out[(m, v, 0)] = f
+    return out
+
+
+def test_drop_test_finds_the_method_that_loses_less_and_not_a_copy(tmp_path):
+    import pandas as pd
+    from bench.report.robustness import _drop_tests
+    rng = np.random.default_rng(0)
+    seen = rng.uniform(0.4, 0.8, 40)
+    levels = pd.Series({"seen-0": "seen", "unseen-1": "template", "unseen-2": "template", "seen-0+typo": "character"})
+    spec = {("g", "seen-0"): seen, ("t", "seen-0"): seen, ("c", "seen-0"): seen}
+    for v in ("unseen-1", "unseen-2", "seen-0+typo"):
+        spec[("g", v)] = seen - rng.uniform(0.0, 0.02, 40)   # nearly no drop
+        spec[("t", v)] = seen - rng.uniform(0.2, 0.3, 40)    # a large drop
+        spec[("c", v)] = spec[("g", v)]                      # an exact copy of g
+    per_user = _fake_per_user(tmp_path, spec)
+    out = _drop_tests(per_user, levels, "ndcg@10", ("g", "t"), "seen-0").set_index("group")
+    assert list(out.index) == ["unseen templates", "perturbations"]
+    assert (out["verdict"] == "g drops less").all() and (out["ci_high"] < 0).all()
+    assert out.at["unseen templates", "PDR t"] == pytest.approx(
+        1 - np.mean([spec[("t", v)].mean() for v in ("unseen-1", "unseen-2")]) / seen.mean())
+    same = _drop_tests(per_user, levels, "ndcg@10", ("g", "c"), "seen-0")
+    assert (same["verdict"] == "n.s.").all() and (same["pdr_diff"] == 0).all()

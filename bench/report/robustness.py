@@ -28,6 +28,7 @@ class RobustnessReport:
     levels: pd.Series         # variant -> level
     summary: pd.DataFrame
     tests: pd.DataFrame | None
+    drop_tests: pd.DataFrame | None = None
 
     def markdown(self) -> str:
         order = self.levels.sort_values(key=lambda s: s.map({"seen": 0, "template": 1}).fillna(2), kind="stable").index
@@ -44,6 +45,14 @@ class RobustnessReport:
                           floatfmt=".4f", disable_numparse=False)
             text += ("\nPaired per-user tests per variant (Wilcoxon signed-rank, Holm across variants, alpha 0.05); "
                      f"diff = {self.tests.attrs.get('a')} - {self.tests.attrs.get('b')}.\n\n{t3}\n")
+        if self.drop_tests is not None:
+            a, b = self.drop_tests.attrs.get("a"), self.drop_tests.attrs.get("b")
+            t4 = tabulate(self.drop_tests.values.tolist(), headers=list(self.drop_tests.columns), tablefmt="github",
+                          floatfmt=".4f")
+            text += (f"\nIs {a}'s drop smaller than {b}'s? Per user, drop = M(seen) - mean M over the group's variants "
+                     f"(both methods on the variants each has); PDR = mean drop / mean M(seen). `pdr_diff` = PDR({a}) - "
+                     f"PDR({b}) with a user-bootstrap 95% CI; `wilcoxon_p` tests the per-user drop difference; Holm "
+                     f"across groups.\n\n{t4}\n")
         return text
 
 
@@ -80,7 +89,61 @@ def build(root: Path, dataset: str, protocol: str, metric: str = "ndcg@10", pair
                             f"{group} PDR mean": pdr.mean(), f"{group} PDR worst": pdr.max()})
         summary[m] = row
     tests = _pair_tests(per_user, values.index, metric, pair) if pair else None
-    return RobustnessReport(dataset, protocol, metric, values, levels, pd.DataFrame(summary).T, tests)
+    drops = _drop_tests(per_user, levels, metric, pair, seen) if pair else None
+    return RobustnessReport(dataset, protocol, metric, values, levels, pd.DataFrame(summary).T, tests, drops)
+
+
+def _per_user(per_user: dict, method: str, variant: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(users, per-user metric averaged over seeds) of one method under one variant, or None if not run."""
+    runs = [load_npz(f) for (m, v, _), f in sorted(per_user.items()) if m == method and v == variant]
+    if not runs:
+        return None
+    if any(not np.array_equal(r["users"], runs[0]["users"]) for r in runs):
+        raise BenchError(f"robustness: {method} scored different users across seeds under {variant}")
+    return runs[0]["users"], np.mean([r[metric] for r in runs], 0)
+
+
+def _drop_tests(per_user: dict, levels: pd.Series, metric: str, pair: tuple[str, str], seen: str,
+                n_boot: int = 2000, seed: int = 0) -> pd.DataFrame | None:
+    """Per group of variants: does method a lose less than method b when the prompt changes?"""
+    a, b = pair
+    base = {m: _per_user(per_user, m, seen, metric) for m in pair}
+    if any(x is None for x in base.values()):
+        return None
+    if not np.array_equal(base[a][0], base[b][0]):
+        raise BenchError(f"robustness: {a} and {b} scored different users under {seen}")
+    rows = []
+    rng = np.random.default_rng(seed)
+    for group, lv in GROUPS.items():
+        variants = [v for v in levels[levels.isin(lv)].index
+                    if all(_per_user(per_user, m, v, metric) is not None for m in pair)]
+        if not variants:
+            continue
+        var = {m: np.mean([_per_user(per_user, m, v, metric)[1] for v in variants], 0) for m in pair}
+        drop = {m: base[m][1] - var[m] for m in pair}
+        r = paired_test(drop[b], drop[a], n_boot=n_boot, seed=seed)  # diff = drop_a - drop_b
+        n = len(drop[a])
+        idx = rng.integers(0, n, size=(n_boot, n))
+
+        def pdr(m, i=slice(None)):
+            s = base[m][1][i].mean(-1)
+            return np.where(s > 0, drop[m][i].mean(-1) / np.where(s > 0, s, 1), np.nan)
+        boot = pdr(a, idx) - pdr(b, idx)
+        boot = boot[np.isfinite(boot)]
+        lo, hi = (np.quantile(boot, [0.025, 0.975]) if len(boot) else (np.nan, np.nan))
+        rows.append({"group": group, "variants": len(variants), "n_users": n, f"PDR {a}": float(pdr(a)),
+                     f"PDR {b}": float(pdr(b)), "pdr_diff": float(pdr(a) - pdr(b)), "ci_low": float(lo),
+                     "ci_high": float(hi), f"drop {a}": float(drop[a].mean()), f"drop {b}": float(drop[b].mean()),
+                     "wilcoxon_p": r["wilcoxon_p"]})
+    if not rows:
+        return None
+    out = pd.DataFrame(rows)
+    out["holm_p"] = holm(out["wilcoxon_p"].tolist())
+    out["verdict"] = np.where(out["holm_p"] < 0.05,
+                              np.where(out[f"drop {a}"] < out[f"drop {b}"], f"{a} drops less", f"{b} drops less"),
+                              "n.s.")
+    out.attrs.update(a=a, b=b)
+    return out
 
 
 def _pair_tests(per_user: dict, variants, metric: str, pair: tuple[str, str]) -> pd.DataFrame:
@@ -137,5 +200,9 @@ def write(report: RobustnessReport, root: Path) -> list[Path]:
     if report.tests is not None:
         p = base / f"{stem}-tests.csv"
         write_text(p, report.tests.to_csv(index=False))
+        paths.append(p)
+    if report.drop_tests is not None:
+        p = base / f"{stem}-drop-tests.csv"
+        write_text(p, report.drop_tests.to_csv(index=False))
         paths.append(p)
     return paths
