@@ -50,6 +50,15 @@ def summarise(per_user: dict[str, np.ndarray], auc: float | None, ks=KS) -> dict
     return metrics
 
 
+def chance_metrics(n_candidates: int, ks=KS) -> dict[str, float]:
+    """Expected metrics of untied random scores over 1 positive + (n_candidates - 1) negatives: the positive's rank is
+    uniform on 0..n-1. The floor every sampled-protocol number should be read against."""
+    rank = np.arange(n_candidates)
+    n_neg = np.full(n_candidates, n_candidates - 1)
+    gauc = 1.0 - rank / max(n_candidates - 1, 1)
+    return summarise(per_user_from_ranks(rank, n_neg, gauc, ks), 0.5, ks)
+
+
 def evaluate_sampled(scores: np.ndarray, labels: np.ndarray, ks=KS) -> Evaluation:
     """scores, labels: [U, C]; exactly one positive label per row."""
     scores = np.asarray(scores)

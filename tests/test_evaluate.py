@@ -99,3 +99,17 @@ def test_invariants_catch_the_papers_tallrec_row():
         check_invariants(tallrec)
     scores, labels = make()
     check_invariants(evaluate_sampled(scores, labels).metrics)  # real results pass
+
+
+def test_chance_metrics_match_a_random_scorer():
+    from bench.evaluate import chance_metrics
+    exact = chance_metrics(5)
+    assert exact["hr@1"] == pytest.approx(0.2) and exact["hr@5"] == 1.0 and exact["auc"] == 0.5
+    assert exact["ndcg@10"] == pytest.approx(np.mean([1 / np.log2(r + 2) for r in range(5)]))
+    assert exact["mrr"] == pytest.approx(np.mean([1 / (r + 1) for r in range(5)]))
+    rng = np.random.default_rng(0)
+    labels = np.zeros((20000, 5), dtype=bool)
+    labels[:, 0] = True
+    sim = evaluate_sampled(rng.random((20000, 5)), labels).metrics
+    for k in ("hr@1", "ndcg@5", "mrr", "gauc", "auc"):
+        assert sim[k] == pytest.approx(exact[k], abs=0.01)

@@ -25,6 +25,7 @@ def test_table_marks_best_and_improvement(tmp_path):
     assert lb.improvement()["hr@10"] == pytest.approx(100 * (0.50 - 0.42) / 0.42)
     md = render(lb, "md")
     assert "**0.5000**" in md and "_0.4200 ± 0.0283_" in md and "Improvement (%)" in md and "+19.05" in md
+    assert "Chance level with 100 candidates: AUC 0.5, HR@10 0.1000" in md
     tex = render(lb, "tex")
     assert "\\textbf{0.5000}" in tex and "\\underline{0.4200 ± 0.0283}" in tex
     assert "hr@10_std" in to_csv(lb)

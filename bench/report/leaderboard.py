@@ -11,9 +11,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.evaluate import METRIC_KEYS
+from bench.evaluate import METRIC_KEYS, chance_metrics
 from bench.io import write_text
-from bench.results import iter_results
+from bench.results import Protocol, iter_results
 
 KIND_ORDER = {"baseline": 0, "llm": 1, "proposed": 2}
 HEADERS = {"auc": "AUC", "gauc": "GAUC", "mrr": "MRR"}
@@ -125,9 +125,18 @@ def render(lb: Leaderboard, style: str) -> str:
         legend = (f"\n\nDataset `{lb.dataset}`, protocol `{lb.protocol}`. Bold: best value; italic: best baseline"
                   + (f" (methods other than `{lb.target}`); Improvement: `{lb.target}` over the best baseline." if lb.target
                      else "; no target method chosen, so no Improvement row (use --target).")
-                  + " Mean ± std over seeds where there are several." + lb.significance_note + "\n")
+                  + " Mean ± std over seeds where there are several." + lb.significance_note + _chance_note(lb) + "\n")
         return table + legend
     return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
+
+
+def _chance_note(lb: Leaderboard) -> str:
+    proto = Protocol.from_tag(lb.protocol)
+    if proto.mode != "sampled":
+        return ""
+    floor = chance_metrics(proto.n_negatives + 1)
+    return (f" Chance level with {proto.n_negatives + 1} candidates: AUC 0.5, HR@10 {floor['hr@10']:.4f}, "
+            f"NDCG@10 {floor['ndcg@10']:.4f}, MRR {floor['mrr']:.4f}.")
 
 
 def to_csv(lb: Leaderboard) -> str:

@@ -12,9 +12,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
+from bench.evaluate import chance_metrics
 from bench.io import load_npz, write_png, write_text
 from bench.report.significance import holm, paired_test
-from bench.results import iter_results
+from bench.results import Protocol, iter_results
 
 GROUPS = {"unseen templates": ("template",), "perturbations": ("character", "word", "sentence", "format")}
 
@@ -37,7 +38,13 @@ class RobustnessReport:
                       headers=["variant", "level", *vals.columns], tablefmt="github")
         t2 = tabulate(self.summary.reset_index().values.tolist(), headers=["method", *self.summary.columns],
                       tablefmt="github", floatfmt=".4f")
-        text = (f"# Robustness on `{self.dataset}` ({self.protocol}), metric {self.metric}\n\n{t1}\n\n"
+        chance = ""
+        proto = Protocol.from_tag(self.protocol)
+        if proto.mode == "sampled":
+            floor = chance_metrics(proto.n_negatives + 1)[self.metric]
+            chance = (f"Chance level (random scores, {proto.n_negatives + 1} candidates): {self.metric} = {floor:.4f}; "
+                      "read every value, and every PDR, against it.\n\n")
+        text = (f"# Robustness on `{self.dataset}` ({self.protocol}), metric {self.metric}\n\n{chance}{t1}\n\n"
                 f"Per method: the seen-template value, then mean / std / worst and the mean and worst PDR "
                 f"(PDR = 1 - M(variant) / M(seen); higher = larger drop) over each group of variants.\n\n{t2}\n")
         if self.tests is not None:
