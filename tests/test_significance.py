@@ -77,8 +77,11 @@ def test_end_to_end_better_method_gets_a_dagger(tmp_path):
     assert all(p.is_file() and p.parent.name == "d" for p in paths)
     assert compare(tmp_path, "d", metric="auc").metric == "gauc"
     assert len(compare(tmp_path, "d", all_pairs=True, test="ttest").rows) == 3
-    worse = compare(tmp_path, "d", reference="ours").rows.set_index("method")
+    vs_ours = compare(tmp_path, "d", reference="ours")
+    worse = vs_ours.rows.set_index("method")
     assert worse.at["pop", "verdict"] == "worse"
+    # other comparisons get their own files instead of overwriting the best-baseline report
+    assert vs_ours.write(tmp_path / "out")[0].name == f"significance-{PROTO}-ndcg@10-vs-ours.md"
 
 
 def test_identical_copies_end_to_end_are_not_significant_and_labels_carry_hashes(tmp_path):

@@ -161,6 +161,7 @@ class SignificanceReport:
     test: str
     alpha: float
     rows: pd.DataFrame   # one row per comparison, see COLUMNS
+    comparison: str = "best-baseline"  # best-baseline | vs-<reference> | all-pairs: part of the file name
 
     COLUMNS = ("method", "reference", "metric", "n_users", "n_seeds", "reference_n_seeds", "mean", "reference_mean",
                "seed_mean", "seed_std", "reference_seed_mean", "reference_seed_std", "diff", "ci_low", "ci_high",
@@ -210,7 +211,8 @@ class SignificanceReport:
         base = Path(out_dir) / self.dataset
         paths = []
         for ext, text in (("md", self.to_markdown()), ("csv", self.to_csv())):
-            path = base / f"significance-{self.protocol}-{self.metric}.{ext}"
+            suffix = "" if self.comparison == "best-baseline" else f"-{self.comparison}"
+            path = base / f"significance-{self.protocol}-{self.metric}{suffix}.{ext}"
             write_text(path, text)
             paths.append(path)
         return paths
@@ -262,4 +264,6 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     df["holm_p"] = holm(df["wilcoxon_p" if test == "wilcoxon" else "t_p"].tolist())
     sig = df["holm_p"] < alpha
     df["verdict"] = np.where(sig & (df["diff"] > 0), "better", np.where(sig & (df["diff"] < 0), "worse", "n.s."))
-    return SignificanceReport(dataset, protocol_tag, key, metric, test, alpha, df[list(SignificanceReport.COLUMNS)])
+    comparison = "all-pairs" if all_pairs else (f"vs-{reference}" if reference is not None else "best-baseline")
+    return SignificanceReport(dataset, protocol_tag, key, metric, test, alpha, df[list(SignificanceReport.COLUMNS)],
+                              comparison)
