@@ -4,6 +4,7 @@ PDR = 1 - M(variant) / M(seen); a PNG (metric per variant, one line per method);
 one method against another per variant (Wilcoxon, Holm across variants)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,19 +32,28 @@ class RobustnessReport:
     tests: pd.DataFrame | None
     drop_tests: pd.DataFrame | None = None
 
+    def order(self) -> list[str]:
+        """Seen first, then the held-out templates by number, then the perturbations."""
+        def key(v):
+            num = re.search(r"unseen-(\d+)$", v)
+            return ({"seen": 0, "template": 1}.get(self.levels[v], 2), int(num.group(1)) if num else 0)
+        return sorted(self.levels.index, key=key)
+
+    def chance(self) -> float | None:
+        proto = Protocol.from_tag(self.protocol)
+        return chance_metrics(proto.n_negatives + 1)[self.metric] if proto.mode == "sampled" else None
+
     def markdown(self) -> str:
-        order = self.levels.sort_values(key=lambda s: s.map({"seen": 0, "template": 1}).fillna(2), kind="stable").index
+        order = self.order()
         vals = self.values.loc[order]
         t1 = tabulate([[v, self.levels[v], *[f"{x:.4f}" for x in vals.loc[v]]] for v in vals.index],
                       headers=["variant", "level", *vals.columns], tablefmt="github")
         t2 = tabulate(self.summary.reset_index().values.tolist(), headers=["method", *self.summary.columns],
                       tablefmt="github", floatfmt=".4f")
         chance = ""
-        proto = Protocol.from_tag(self.protocol)
-        if proto.mode == "sampled":
-            floor = chance_metrics(proto.n_negatives + 1)[self.metric]
-            chance = (f"Chance level (random scores, {proto.n_negatives + 1} candidates): {self.metric} = {floor:.4f}; "
-                      "read every value, and every PDR, against it.\n\n")
+        if self.chance() is not None:
+            chance = (f"Chance level (random scores, {Protocol.from_tag(self.protocol).n_negatives + 1} candidates): "
+                      f"{self.metric} = {self.chance():.4f}; read every value, and every PDR, against it.\n\n")
         text = (f"# Robustness on `{self.dataset}` ({self.protocol}), metric {self.metric}\n\n{chance}{t1}\n\n"
                 f"Per method: the seen-template value, then mean / std / worst and the mean and worst PDR "
                 f"(PDR = 1 - M(variant) / M(seen); higher = larger drop) over each group of variants.\n\n{t2}\n")
@@ -183,11 +193,13 @@ def plot(report: RobustnessReport, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    order = report.levels.sort_values(key=lambda s: s.map({"seen": 0, "template": 1}).fillna(2), kind="stable").index
+    order = report.order()
     vals = report.values.loc[order]
     fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(vals)), 4.8))
     for m in vals.columns:
         ax.plot(range(len(vals)), vals[m].values, marker="o", label=m)
+    if report.chance() is not None:
+        ax.axhline(report.chance(), ls="--", color="grey", label="chance (random scores)")
     ax.set_xticks(range(len(vals)))
     ax.set_xticklabels([f"{v} ({report.levels[v]})" for v in vals.index], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(report.metric)
