@@ -207,12 +207,25 @@ def cmd_robustness(args) -> int:
     from bench.data.recipe import load_recipe
     from bench.lm.perturb import variants
     from bench.report.robustness import build, write
+    from bench.method import get_method
     from bench.runner import Cell, run_cell
     console = Console(stderr=True)
     name = load_recipe(args.dataset).name
     methods = _csv(args.methods)
     protocol = _protocols("sampled", args.sampler, args.negatives, args.users)[0]
     overrides = _overrides(args.set, methods)
+    for m in methods:  # PDR is a drop from the template a model was trained on: train every method on --seen
+        fields = {f.name for f in dataclasses.fields(get_method(m).Params)}
+        if "template" not in fields:
+            continue
+        if overrides[m].get("template", args.seen) != args.seen:
+            raise BenchError(f"--set {m}.template={overrides[m]['template']} conflicts with --seen {args.seen}: the "
+                             "robustness suite measures drops from the template each method was trained on")
+        own = get_method(m).from_profile(args.profile).params.template
+        if own != args.seen:
+            overrides[m]["template"] = args.seen
+            console.print(f"{m}: trained on the seen template {args.seen!r} for the robustness suite "
+                          f"(its own default is {own!r})")
     if args.run:
         chosen = tuple(variants(args.seen, args.seed_perturb, args.variants))
         for m in methods:

@@ -21,6 +21,8 @@ def cli(*args, env=None):
     (["run", "--methods", "pop", "--set", "sasrec.epochs=1"], "not in --methods"),
     (["run", "--protocol", "sampled-uniform-nx"], "protocol tag 'sampled-uniform-nx': expected"),
     (["run", "--protocol", "sampled-best-n5"], "sampler 'best'; valid: uniform, popularity"),
+    (["robustness", "--dataset", "ml-100k", "--methods", "tallrec", "--set", "tallrec.template=tallrec-0"],
+     "conflicts with --seen seen-0"),
     (["leaderboard", "--dataset", "toys", "--out", "/tmp/llmrec-empty"], "no results for dataset"),
     (["leaderboard", "--dataset", "nothing-here"], "unknown dataset"),
 ])

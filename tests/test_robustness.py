@@ -66,6 +66,12 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     seen = outs["ganprompt"][[v.id for v in chosen].index("seen-0")][2]
     np.testing.assert_allclose(load_npz(folder / "per_user.npz")["scores"], load_npz(seen / "per_user.npz")["scores"],
                                atol=1e-6)
+    # a second configuration of one method is labelled by its params hash, never averaged with the first
+    other = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides={**TINY, "lora_r": 4}, variants=chosen[:1]),
+                     tmp_path, log=lambda s: None)
+    labels = set(build(tmp_path, tiny_name, protocol.tag, "ndcg@10").values.columns)
+    assert "ganprompt" in labels and {lab for lab in labels if lab.startswith("tallrec[")} == {
+        f"tallrec[{outs['tallrec'][0][1]['method']['params_hash']}]", f"tallrec[{other[0][1]['method']['params_hash']}]"}
     # --force refits instead of loading
     (_, res2, _), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY)), tmp_path,
                              force=True, log=lambda s: None)

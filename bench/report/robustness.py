@@ -74,16 +74,21 @@ class RobustnessReport:
 
 
 def load(root: Path, dataset: str, protocol: str, metric: str) -> tuple[pd.DataFrame, dict]:
+    found = [(folder, res) for folder, res in iter_results(Path(root) / dataset / "robustness" / protocol)]
+    if not found:
+        raise BenchError(f"no robustness results for {dataset}/{protocol} under {root}; run `bench.py robustness` first")
+    hashes: dict[str, set] = {}
+    for _, res in found:
+        hashes.setdefault(res["method"]["name"], set()).add(res["method"]["params_hash"])
     rows, per_user = [], {}
-    base = Path(root) / dataset / "robustness" / protocol
-    for folder, res in iter_results(base):
+    for folder, res in found:
         prompt = res["protocol"].get("prompt", {})
         name = res["method"]["name"]
+        if len(hashes[name]) > 1:  # two configurations of one method are two methods, never averaged together
+            name = f"{name}[{res['method']['params_hash']}]"
         rows.append({"method": name, "variant": prompt.get("variant"), "level": prompt.get("level"),
                      "seed": res["seed"], "value": res["metrics"][metric]})
         per_user[(name, prompt.get("variant"), res["seed"])] = folder / "per_user.npz"
-    if not rows:
-        raise BenchError(f"no robustness results for {dataset}/{protocol} under {root}; run `bench.py robustness` first")
     return pd.DataFrame(rows), per_user
 
 
