@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from bench.errors import BenchError
+from bench.evaluate import chance_metrics
 from bench.io import read_json, sha256_json, write_json, write_npz
 from bench.paths import PROJECT_ROOT
 
@@ -49,6 +50,10 @@ class Protocol:
         if m.group(1):
             return cls("full", max_users=users)
         return cls("sampled", m.group(2), int(m.group(3)), users)
+
+    def chance(self) -> dict[str, float] | None:
+        """Expected metrics of random scores over this protocol's 1 + N candidates; None under full ranking."""
+        return chance_metrics(self.n_negatives + 1) if self.mode == "sampled" else None
 
     def to_dict(self) -> dict:
         users = {"max_users": self.max_users,
@@ -125,6 +130,16 @@ def write_cell(folder: Path, result: dict, per_user: dict[str, np.ndarray]) -> N
     result = {"schema_version": SCHEMA_VERSION, **result,
               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json(folder / "result.json", result)
+
+
+def method_labels(names_and_hashes) -> list[str]:
+    """Report labels for (method name, params hash) pairs: the name, or name[hash] where one name has several
+    configurations, so that two configurations are never averaged together (leaderboard, significance, robustness)."""
+    pairs = list(names_and_hashes)
+    hashes: dict[str, set] = {}
+    for name, h in pairs:
+        hashes.setdefault(name, set()).add(h)
+    return [name if len(hashes[name]) == 1 else f"{name}[{h}]" for name, h in pairs]
 
 
 def iter_results(root: Path, dataset: str | None = None) -> Iterator[tuple[Path, dict]]:

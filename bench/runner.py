@@ -155,7 +155,8 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
         "method": {"name": method.name, "kind": method.kind, "profile": cell.profile, "params": params,
                    "params_hash": params_hash(params), "overrides": cell.overrides},
         "seed": cell.seed,
-        "training": {**getattr(method, "fit_info_", {}), "fit_reused_from": (os.path.relpath(fit["reused_from"], root) if fit["reused_from"] else None)},
+        "training": {**getattr(method, "fit_info_", {}),
+                     "fit_reused_from": os.path.relpath(fit["reused_from"], root) if fit["reused_from"] else None},
         "environment": environment(getattr(method, "device_", "cpu")),
     }
     for i in pending:

@@ -92,7 +92,7 @@ def _fake_per_user(tmp_path, spec, n=40):
 
 def test_drop_test_finds_the_method_that_loses_less_and_not_a_copy(tmp_path):
     import pandas as pd
-    from bench.report.robustness import _drop_tests
+    from bench.report.robustness import _drop_tests, _pooled
     rng = np.random.default_rng(0)
     seen = rng.uniform(0.4, 0.8, 40)
     levels = pd.Series({"seen-0": "seen", "unseen-1": "template", "unseen-2": "template", "seen-0+typo": "character"})
@@ -102,10 +102,10 @@ def test_drop_test_finds_the_method_that_loses_less_and_not_a_copy(tmp_path):
         spec[("t", v)] = seen - rng.uniform(0.2, 0.3, 40)    # a large drop
         spec[("c", v)] = spec[("g", v)]                      # an exact copy of g
     per_user = _fake_per_user(tmp_path, spec)
-    out = _drop_tests(per_user, levels, "ndcg@10", ("g", "t"), "seen-0").set_index("group")
+    out = _drop_tests(_pooled(per_user, "ndcg@10"), levels, ("g", "t"), "seen-0").set_index("group")
     assert list(out.index) == ["unseen templates", "perturbations"]
     assert (out["verdict"] == "g drops less").all() and (out["ci_high"] < 0).all()
     assert out.at["unseen templates", "PDR t"] == pytest.approx(
         1 - np.mean([spec[("t", v)].mean() for v in ("unseen-1", "unseen-2")]) / seen.mean())
-    same = _drop_tests(per_user, levels, "ndcg@10", ("g", "c"), "seen-0")
+    same = _drop_tests(_pooled(per_user, "ndcg@10"), levels, ("g", "c"), "seen-0")
     assert (same["verdict"] == "n.s.").all() and (same["pdr_diff"] == 0).all()

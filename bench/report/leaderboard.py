@@ -11,9 +11,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.evaluate import METRIC_KEYS, chance_metrics
+from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
-from bench.results import Protocol, iter_results
+from bench.results import Protocol, iter_results, method_labels
 
 KIND_ORDER = {"baseline": 0, "llm": 1, "proposed": 2}
 HEADERS = {"auc": "AUC", "gauc": "GAUC", "mrr": "MRR"}
@@ -64,8 +64,7 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
 def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", target: str | None = None,
           significance: bool = True) -> Leaderboard:
     df = collect(root, dataset, protocol)
-    hashes = df.groupby("method")["params_hash"].nunique()
-    df["label"] = [m if hashes[m] == 1 else f"{m}[{h}]" for m, h in zip(df["method"], df["params_hash"])]
+    df["label"] = method_labels(zip(df["method"], df["params_hash"]))
     values = df[["label", *METRIC_KEYS]].astype({k: float for k in METRIC_KEYS}).groupby("label")
     mean, std = values.mean(), values.std()
     kind = df.groupby("label")["kind"].first()
@@ -132,9 +131,9 @@ def render(lb: Leaderboard, style: str) -> str:
 
 def _chance_note(lb: Leaderboard) -> str:
     proto = Protocol.from_tag(lb.protocol)
-    if proto.mode != "sampled":
+    floor = proto.chance()
+    if floor is None:
         return ""
-    floor = chance_metrics(proto.n_negatives + 1)
     return (f" Chance level with {proto.n_negatives + 1} candidates: AUC 0.5, HR@10 {floor['hr@10']:.4f}, "
             f"NDCG@10 {floor['ndcg@10']:.4f}, MRR {floor['mrr']:.4f}.")
 

@@ -13,10 +13,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.evaluate import chance_metrics
 from bench.io import load_npz, write_png, write_text
-from bench.report.significance import holm, paired_test
-from bench.results import Protocol, iter_results
+from bench.report.significance import holm, paired_test, pool_seeds
+from bench.results import Protocol, iter_results, method_labels
 
 GROUPS = {"unseen templates": ("template",), "perturbations": ("character", "word", "sentence", "format")}
 
@@ -40,8 +39,8 @@ class RobustnessReport:
         return sorted(self.levels.index, key=key)
 
     def chance(self) -> float | None:
-        proto = Protocol.from_tag(self.protocol)
-        return chance_metrics(proto.n_negatives + 1)[self.metric] if proto.mode == "sampled" else None
+        floor = Protocol.from_tag(self.protocol).chance()
+        return None if floor is None else floor[self.metric]
 
     def markdown(self) -> str:
         order = self.order()
@@ -50,10 +49,10 @@ class RobustnessReport:
                       headers=["variant", "level", *vals.columns], tablefmt="github")
         t2 = tabulate(self.summary.reset_index().values.tolist(), headers=["method", *self.summary.columns],
                       tablefmt="github", floatfmt=".4f")
-        chance = ""
-        if self.chance() is not None:
+        floor, chance = self.chance(), ""
+        if floor is not None:
             chance = (f"Chance level (random scores, {Protocol.from_tag(self.protocol).n_negatives + 1} candidates): "
-                      f"{self.metric} = {self.chance():.4f}; read every value, and every PDR, against it.\n\n")
+                      f"{self.metric} = {floor:.4f}; read every value, and every PDR, against it.\n\n")
         text = (f"# Robustness on `{self.dataset}` ({self.protocol}), metric {self.metric}\n\n{chance}{t1}\n\n"
                 f"Per method: the seen-template value, then mean / std / worst and the mean and worst PDR "
                 f"(PDR = 1 - M(variant) / M(seen); higher = larger drop) over each group of variants.\n\n{t2}\n")
@@ -77,15 +76,10 @@ def load(root: Path, dataset: str, protocol: str, metric: str) -> tuple[pd.DataF
     found = [(folder, res) for folder, res in iter_results(Path(root) / dataset / "robustness" / protocol)]
     if not found:
         raise BenchError(f"no robustness results for {dataset}/{protocol} under {root}; run `bench.py robustness` first")
-    hashes: dict[str, set] = {}
-    for _, res in found:
-        hashes.setdefault(res["method"]["name"], set()).add(res["method"]["params_hash"])
+    labels = method_labels((res["method"]["name"], res["method"]["params_hash"]) for _, res in found)
     rows, per_user = [], {}
-    for folder, res in found:
+    for (folder, res), name in zip(found, labels):
         prompt = res["protocol"].get("prompt", {})
-        name = res["method"]["name"]
-        if len(hashes[name]) > 1:  # two configurations of one method are two methods, never averaged together
-            name = f"{name}[{res['method']['params_hash']}]"
         rows.append({"method": name, "variant": prompt.get("variant"), "level": prompt.get("level"),
                      "seed": res["seed"], "value": res["metrics"][metric]})
         per_user[(name, prompt.get("variant"), res["seed"])] = folder / "per_user.npz"
@@ -110,45 +104,61 @@ def build(root: Path, dataset: str, protocol: str, metric: str = "ndcg@10", pair
                 row.update({f"{group} mean": v.mean(), f"{group} std": v.std(ddof=0), f"{group} worst": v.min(),
                             f"{group} PDR mean": pdr.mean(), f"{group} PDR worst": pdr.max()})
         summary[m] = row
-    tests = _pair_tests(per_user, values.index, metric, pair) if pair else None
-    drops = _drop_tests(per_user, levels, metric, pair, seen) if pair else None
+    tests = drops = None
+    if pair:
+        pooled = _pooled({k: f for k, f in per_user.items() if k[0] in pair}, metric)
+        tests = _pair_tests(pooled, values.index, pair)
+        drops = _drop_tests(pooled, levels, pair, seen)
     return RobustnessReport(dataset, protocol, metric, values, levels, pd.DataFrame(summary).T, tests, drops)
 
 
-def _per_user(per_user: dict, method: str, variant: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(users, per-user metric averaged over seeds) of one method under one variant, or None if not run."""
-    runs = [load_npz(f) for (m, v, _), f in sorted(per_user.items()) if m == method and v == variant]
-    if not runs:
+def _pooled(per_user: dict, metric: str) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(method, variant) -> (users, per-user metric averaged over seeds by user id, as significance pools it);
+    each per-user file is read once."""
+    runs: dict = {}
+    for (m, v, seed), path in per_user.items():
+        z = load_npz(path)
+        runs.setdefault((m, v), {})[seed] = (z["users"].astype(np.int64), z[metric].astype(np.float64))
+    return {key: pool_seeds(f"{key[0]} under {key[1]}", seeds) for key, seeds in runs.items()}
+
+
+def _paired(pooled: dict, pair: tuple[str, str], variant: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(users, values of a, values of b) under one variant; None unless both methods have it."""
+    a, b = pair
+    if (a, variant) not in pooled or (b, variant) not in pooled:
         return None
-    if any(not np.array_equal(r["users"], runs[0]["users"]) for r in runs):
-        raise BenchError(f"robustness: {method} scored different users across seeds under {variant}")
-    return runs[0]["users"], np.mean([r[metric] for r in runs], 0)
+    (ua, xa), (ub, xb) = pooled[(a, variant)], pooled[(b, variant)]
+    if not np.array_equal(ua, ub):
+        raise BenchError(f"robustness: {a} and {b} scored different users under {variant}")
+    return ua, xa, xb
 
 
-def _drop_tests(per_user: dict, levels: pd.Series, metric: str, pair: tuple[str, str], seen: str,
+def _drop_tests(pooled: dict, levels: pd.Series, pair: tuple[str, str], seen: str,
                 n_boot: int = 2000, seed: int = 0) -> pd.DataFrame | None:
     """Per group of variants: does method a lose less than method b when the prompt changes?"""
     a, b = pair
-    base = {m: _per_user(per_user, m, seen, metric) for m in pair}
-    if any(x is None for x in base.values()):
+    base = _paired(pooled, pair, seen)
+    if base is None:
         return None
-    if not np.array_equal(base[a][0], base[b][0]):
-        raise BenchError(f"robustness: {a} and {b} scored different users under {seen}")
+    users, base = base[0], {a: base[1], b: base[2]}
     rows = []
     rng = np.random.default_rng(seed)
     for group, lv in GROUPS.items():
-        variants = [v for v in levels[levels.isin(lv)].index
-                    if all(_per_user(per_user, m, v, metric) is not None for m in pair)]
+        got = {v: x for v in levels[levels.isin(lv)].index if (x := _paired(pooled, pair, v)) is not None}
+        for v, x in got.items():
+            if not np.array_equal(x[0], users):
+                raise BenchError(f"robustness: {a} and {b} scored other users under {v} than under {seen}")
+        variants = list(got)
         if not variants:
             continue
-        var = {m: np.mean([_per_user(per_user, m, v, metric)[1] for v in variants], 0) for m in pair}
-        drop = {m: base[m][1] - var[m] for m in pair}
+        var = {a: np.mean([got[v][1] for v in variants], 0), b: np.mean([got[v][2] for v in variants], 0)}
+        drop = {m: base[m] - var[m] for m in pair}
         r = paired_test(drop[b], drop[a], n_boot=n_boot, seed=seed)  # diff = drop_a - drop_b
         n = len(drop[a])
         idx = rng.integers(0, n, size=(n_boot, n))
 
         def pdr(m, i=slice(None)):
-            s = base[m][1][i].mean(-1)
+            s = base[m][i].mean(-1)
             return np.where(s > 0, drop[m][i].mean(-1) / np.where(s > 0, s, 1), np.nan)
         boot = pdr(a, idx) - pdr(b, idx)
         boot = boot[np.isfinite(boot)]
@@ -168,21 +178,15 @@ def _drop_tests(per_user: dict, levels: pd.Series, metric: str, pair: tuple[str,
     return out
 
 
-def _pair_tests(per_user: dict, variants, metric: str, pair: tuple[str, str]) -> pd.DataFrame:
+def _pair_tests(pooled: dict, variants, pair: tuple[str, str]) -> pd.DataFrame:
     a, b = pair
     rows = []
     for v in variants:
-        seeds = sorted({s for (m, vv, s) in per_user if m == a and vv == v} & {s for (m, vv, s) in per_user
-                                                                                if m == b and vv == v})
-        if not seeds:
+        got = _paired(pooled, pair, v)
+        if got is None:
             continue
-        xa, xb = [], []
-        for s in seeds:
-            za, zb = load_npz(per_user[(a, v, s)]), load_npz(per_user[(b, v, s)])
-            if not np.array_equal(za["users"], zb["users"]):
-                raise BenchError(f"robustness: {a} and {b} scored different users under {v}")
-            xa.append(za[metric]), xb.append(zb[metric])
-        r = paired_test(np.mean(xb, 0), np.mean(xa, 0), n_boot=1000)  # difference = a - b
+        _, xa, xb = got
+        r = paired_test(xb, xa, n_boot=1000)  # difference = a - b
         rows.append({"variant": v, "n_users": r["n"], a: r["mean_b"], b: r["mean_a"], "diff": r["diff"],
                      "ci_low": r["ci_low"], "ci_high": r["ci_high"], "wilcoxon_p": r["wilcoxon_p"]})
     if not rows:
@@ -203,8 +207,9 @@ def plot(report: RobustnessReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(vals)), 4.8))
     for m in vals.columns:
         ax.plot(range(len(vals)), vals[m].values, marker="o", label=m)
-    if report.chance() is not None:
-        ax.axhline(report.chance(), ls="--", color="grey", label="chance (random scores)")
+    floor = report.chance()
+    if floor is not None:
+        ax.axhline(floor, ls="--", color="grey", label="chance (random scores)")
     ax.set_xticks(range(len(vals)))
     ax.set_xticklabels([f"{v} ({report.levels[v]})" for v in vals.index], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(report.metric)

@@ -23,7 +23,7 @@ from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import load_npz, write_text
 from bench.report.leaderboard import KIND_ORDER, header
-from bench.results import iter_results
+from bench.results import iter_results, method_labels
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
 REFERENCE_KINDS = ("baseline", "llm")
@@ -103,13 +103,10 @@ def _load(root, dataset: str, protocol_tag: str, metric: str) -> tuple[dict, dic
     if not cells:
         raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol_tag!r} under {root}; "
                          f"run `bench.py run --dataset {dataset}` first")
-    hashes: dict[str, set] = {}
-    for _, name, h, _, _ in cells:
-        hashes.setdefault(name, set()).add(h)
     per_user: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
     kinds: dict[str, str] = {}
-    for folder, name, h, kind, seed in cells:
-        label = name if len(hashes[name]) == 1 else f"{name}[{h}]"   # same rule as the leaderboard
+    labels = method_labels((name, h) for _, name, h, _, _ in cells)
+    for (folder, _, _, kind, seed), label in zip(cells, labels):
         path = folder / "per_user.npz"
         if not path.is_file():
             raise BenchError(f"{path} is missing: the per-user file is needed for significance tests")
@@ -134,7 +131,7 @@ def _values_at(users: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.
     return values[order[np.searchsorted(users[order], wanted)]]
 
 
-def _pool(label: str, seeds: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def pool_seeds(label: str, seeds: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Each user's value averaged over the method's seeds, on the users every seed scored (sorted ids)."""
     common = None
     for users, _ in seeds.values():
@@ -227,7 +224,7 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     key = _tested_metric(metric)
     per_user, kinds = _load(root, dataset, protocol_tag, metric)
     labels = sorted(per_user, key=lambda lab: (KIND_ORDER.get(kinds[lab], 9), lab))
-    pooled = {lab: _pool(lab, per_user[lab]) for lab in labels}
+    pooled = {lab: pool_seeds(lab, per_user[lab]) for lab in labels}
     seed_means = {lab: pd.Series({s: v.mean() for s, (_, v) in per_user[lab].items()}) for lab in labels}
     score = {lab: float(seed_means[lab].mean()) for lab in labels}   # what "best" means: mean over seeds
 
