@@ -64,8 +64,9 @@ def data(tiny_ds):
     return FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
 
 
-def test_attributes_are_cached_and_the_cache_never_loads_the_model(data):
+def test_attributes_are_cached_and_the_cache_never_loads_the_model(data, tmp_path, monkeypatch):
     from bench.lm.models import tiny_causal_lm
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path))  # a cache left by an earlier run would skip the first call
     hist = [data.train_seq(u)[-4:] for u in range(6)]
     calls = []
     def gen():
