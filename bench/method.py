@@ -33,7 +33,7 @@ class NoParams:
 
 class Method:
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = "baseline"  # "baseline" | "llm" | "proposed"
+    kind: ClassVar[str] = "baseline"  # "baseline" | "text" (zero-shot text floor) | "llm" | "control" | "proposed"
     description: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}

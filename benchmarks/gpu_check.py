@@ -16,8 +16,8 @@ from bench.method import get_method
 def one(method: str, ds, device: str, samples: int, users: int, negatives: int) -> dict:
     data = FitData.from_dataset(ds, valid_candidates=draw(ds, "valid", negatives, "uniform", 0), seed=0)
     test = draw(ds, "test", negatives, "uniform", 0)
-    m = get_method(method).from_profile("quick", device=device, train_samples=samples, valid_users=0,
-                                        max_minutes=None, stage2_batch=16 if device == "cuda" else 8)
+    m = get_method(method).from_profile("quick", device=device, train_groups=samples, valid_users=0,
+                                        max_minutes=None, batch_groups=16 if device == "cuda" else 2)
     t = time.perf_counter()
     m.fit(data)
     fit_s = time.perf_counter() - t
@@ -25,7 +25,8 @@ def one(method: str, ds, device: str, samples: int, users: int, negatives: int) 
     scores = m.score(test.users[:users], test.items[:users])
     score_s = time.perf_counter() - t
     n = scores.size
-    return {"device": device, "fit_s": fit_s, "train_rows_per_s": m.fit_info_["stage2"]["rows"] / max(fit_s, 1e-9),
+    rows = samples * (1 + m.params.negatives)
+    return {"device": device, "fit_s": fit_s, "train_rows_per_s": rows / max(fit_s, 1e-9),
             "score_s": score_s, "prompts_per_s": n / score_s, "finite": bool(np.isfinite(scores).all())}
 
 

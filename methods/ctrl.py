@@ -24,7 +24,7 @@ from bench.lm.models import load_encoder
 from bench.lm.prompts import PromptStyle
 from bench.method import Method, resolve_device
 from bench.training import BestOnValidation
-from methods.ganprompt.losses import masked_mean
+from bench.lm.pooling import masked_mean
 
 
 @dataclass

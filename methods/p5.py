@@ -80,6 +80,10 @@ class P5(Method):
             samples.append((int(u), seq[:t], int(seq[t])))
         opt = torch.optim.AdamW(self.model_.parameters(), lr=p.learning_rate)
         vc = data.valid_candidates
+        valid_sub = None
+        if vc is not None and p.valid_users:  # drawn once: every epoch is compared on the same users
+            valid_sub = vc.subset(np.sort(rng.choice(len(vc.users), size=min(p.valid_users, len(vc.users)),
+                                                     replace=False)))
         es, history, stopped = BestOnValidation(self.model_, p.patience, p.max_minutes), [], "epochs"
         for epoch in range(p.epochs):
             self.model_.train()
@@ -102,11 +106,9 @@ class P5(Method):
                     stopped = "max_minutes"
                     break
             entry = {"epoch": epoch, "loss": float(np.mean(losses))}
-            if vc is not None and p.valid_users:
-                idx = np.sort(rng.choice(len(vc.users), size=min(p.valid_users, len(vc.users)), replace=False))
-                sub = vc.subset(idx)
-                entry["valid_ndcg@10"] = evaluate_sampled(self.score(sub.users, sub.items, "valid"),
-                                                          sub.labels).metrics["ndcg@10"]
+            if valid_sub is not None:
+                entry["valid_ndcg@10"] = evaluate_sampled(self.score(valid_sub.users, valid_sub.items, "valid"),
+                                                          valid_sub.labels).metrics["ndcg@10"]
                 es.observe(epoch, entry["valid_ndcg@10"])
             history.append(entry)
             data.log("p5 epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

@@ -9,6 +9,7 @@ from bench.data.candidates import draw
 from bench.data.view import FitData
 from bench.evaluate import evaluate_sampled
 from bench.method import Method, available, get_method
+from tests.tiny_lm import TINY_GAN, TINY_LM
 
 # Tiny settings so that every method trains in seconds; each method must be listed here.
 SEQ = {"epochs": 2, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 256}
@@ -26,14 +27,12 @@ TINY = {
     "din": {**SEQ, "embedding_size": 8, "mlp_hidden_size": "16,16"},
     "s3rec": {**SEQ, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "pretrain_epochs": 1},
 }
-LLM = dict(encoder="tiny-encoder", lm="tiny-causal", t5="tiny-t5", attribute_generator="tiny-causal",
-           attribute_samples=4, train_samples=4, stage1_batch=2, stage2_batch=4, valid_users=0, history_len=4,
-           title_words=5, max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
-for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nodiv", "ganprompt-plain", "tallrec"):
-    TINY[_name] = dict(LLM)
+for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nodiv", "ganprompt-plain"):
+    TINY[_name] = dict(TINY_GAN, valid_users=0)
+TINY["tallrec"] = dict(TINY_LM, valid_users=0)
+TINY["textsim"] = {"encoder": "tiny-encoder"}
 TINY["p5"] = {"t5": "tiny-t5", "train_samples": 16, "epochs": 1, "batch_size": 8, "valid_users": 4, "history_len": 4}
-TINY["collm"] = {"lm": "tiny-causal", "cf_epochs": 2, "cf_embedding_size": 8, "mlp_hidden": 16, "train_samples": 8,
-                 "batch_size": 4, "valid_users": 3, "history_len": 4, "title_words": 5, "max_length": 96}
+TINY["collm"] = dict(TINY_LM, cf_epochs=2, cf_embedding_size=8, mlp_hidden=16, max_length=96)
 TINY["ctrl"] = {"text_encoder": "tiny-encoder", "align_pairs": 200, "align_epochs": 1, "epochs": 2, "batch_size": 64}
 
 

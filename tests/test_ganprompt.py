@@ -9,12 +9,10 @@ from bench.data.candidates import draw
 from bench.data.view import FitData
 from bench.method import get_method
 from methods.ganprompt.attributes import generate_attributes, top_attributes
-from methods.ganprompt.losses import (Discriminator, adversarial_loss, distance, diversity_loss, js_divergence,
-                                      masked_mean)
+from bench.lm.pooling import masked_mean
+from methods.ganprompt.losses import Discriminator, adversarial_loss, distance, diversity_loss, js_divergence
 
-TINY = dict(encoder="tiny-encoder", lm="tiny-causal", t5="tiny-t5", attribute_generator="tiny-causal",
-            attribute_samples=8, train_samples=8, stage1_batch=2, stage2_batch=4, valid_users=3, history_len=4,
-            title_words=5, max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
+from tests.tiny_lm import TINY_GAN as TINY, TINY_LM
 
 
 def test_js_and_distance_match_hand_computation():
@@ -81,37 +79,43 @@ def test_attributes_are_cached_and_the_cache_never_loads_the_model(data, tmp_pat
 
 @pytest.mark.parametrize("name, extra", [
     ("ganprompt", {}),
+    ("ganprompt", {"encoder_context": "split"}),
     ("ganprompt", {"backbone": "t5", "adversarial": "minimax", "attribute_generator": "tiny-mlm"}),
     ("ganprompt", {"backbone": "t5", "decoder_tuning": "full"}),
     ("ganprompt-plain", {}),
     ("ganprompt-noattr", {}),
-    ("tallrec", {"stage2_epochs": 2}),
+    ("tallrec", {"epochs": 2}),
 ])
 def test_stages_run_and_checkpoint_round_trip_gives_identical_scores(name, extra, data, tiny_ds, tmp_path):
-    m = get_method(name)(**{**TINY, **extra}).fit(data)
+    base = TINY_LM if name == "tallrec" else TINY
+    m = get_method(name)(**{**base, **extra}).fit(data)
     info = m.fit_info_
-    assert set(info["timings_s"]) == {"stage0_attributes", "stage1_diversity_encoder", "stage2_finetune"}
+    if name in ("ganprompt", "ganprompt-noattr"):
+        assert set(info["timings_s"]) == {"stage0_attributes", "stage1_diversity_encoder", "stage2_finetune"}
+        curve = info["stage2"]["curve"]
+        assert curve["valid"][0]["step"] == 0 and len(curve["train_loss"]) == info["stage2"]["steps"]
     if name == "ganprompt":
         assert len(m.attributes_) == 3
         log = info["stage1"]["log"]
         assert log and all(k in log[0] for k in ("loss_llm", "loss_div", "loss_g", "mean_pair_distance"))
         if m.params.adversarial != "off":
-            assert "d_acc" in log[0] and "loss_d" in log[0]
+            assert "d_acc" in log[0] and "loss_d" in log[0] and info["stage1"]["d_chance"] == 1 / 4
     if name == "ganprompt-noattr":
         assert m.attributes_ == [] and m.discriminator_ is None
-    assert "valid_auc" in info["stage2"]["history"][0]
+        assert m.params.diversity_scope == "variants", "the no-attribute ablation changes one thing only"
     if name == "tallrec":
-        assert m._seen.id == "tallrec-0" and len(info["stage2"]["history"]) == 2
+        assert m.template_.id == "tallrec-0" and info["finetune"]["steps"] == 2 * 2
+        assert [e["step"] for e in info["finetune"]["curve"]["valid"]] == [0, 2, 4]
     test = draw(tiny_ds, "test", 10, "uniform", 0)
     scores = m.score(test.users[:4], test.items[:4])
     assert scores.shape == (4, 11) and np.isfinite(scores).all() and scores.std() > 0
     m.save(tmp_path)
-    assert (tmp_path / "backbone.safetensors").is_file()
+    assert (tmp_path / "trained.safetensors").is_file()
     again = type(m).load(tmp_path, data).score(test.users[:4], test.items[:4])
     np.testing.assert_array_equal(again, scores)
 
 
-def test_encoder_is_frozen_in_stage2_and_trained_in_stage1(data):
+def test_encoder_is_trained_in_stage1_then_frozen_without_dropout_in_stage2(data):
     m = get_method("ganprompt")(**{**TINY, "stage1_lr": 1e-2})
     from bench.lm.models import tiny_encoder
     before = {k: v.clone() for k, v in tiny_encoder().model.state_dict().items()}
@@ -119,6 +123,52 @@ def test_encoder_is_frozen_in_stage2_and_trained_in_stage1(data):
     after = m.backbone_.encoder.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "stage 1 must update the encoder"
     assert not any(p.requires_grad for p in m.backbone_.encoder.parameters()), "stage 2 freezes the encoder"
+    m.backbone_.train()  # what the fine-tuning loop does each step
+    assert not m.backbone_.encoder.training, "a frozen encoder keeps dropout off"
+
+
+def test_t5_stage1_leaves_the_tied_embedding_alone_and_full_tuning_trains_an_untied_head(data):
+    m = get_method("ganprompt")(**{**TINY, "backbone": "t5", "decoder_tuning": "full", "stage1_lr": 1e-2})
+    m.fit_diversity_encoder(data)
+    t5 = m.backbone_.t5
+    assert not t5.get_input_embeddings().weight.requires_grad, "shared embedding (tied to lm_head) not trained in stage 1"
+    shared = t5.get_input_embeddings().weight.detach().clone()
+    m._start_stage2()
+    head = t5.get_output_embeddings().weight
+    assert head.requires_grad and head is not t5.get_input_embeddings().weight
+    assert not t5.get_input_embeddings().weight.requires_grad
+    assert torch.equal(t5.get_input_embeddings().weight, shared)
+
+
+def test_stage1_micro_batches_give_the_same_gradient_as_one_batch(data):
+    """L_LLM in micro-batches (gradient accumulation) equals the whole batch at once."""
+    grads = []
+    for max_tokens in (100_000, 64):
+        m = get_method("ganprompt")(**{**TINY, "max_tokens": max_tokens, "stage1_batch": 4, "adversarial": "off",
+                                       "lambda_div": 0.0, "stage1_epochs": 0})
+        m.fit_diversity_encoder(data)
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        batch = m._train_groups[:4]
+        m.backbone_.eval()  # no dropout: the two computations must see the same network
+        m.backbone_.zero_grad()
+        k1 = 1 + len(m.attributes_)
+        n_rows = sum(len(g.items) for g in batch) * k1
+        micro = 4 if max_tokens > 1000 else 1
+        for s in range(0, 4, micro):
+            _, loss, _ = m._stage1_loss(batch[s:s + micro], k1, rng)
+            (loss / n_rows).backward()
+        grads.append(m.backbone_.proj[0].weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_attribute_cache_key_follows_seed_and_histories(tiny_ds, monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path))
+    for seed in (0, 1, 0):
+        m = get_method("ganprompt")(**{**TINY, "stage1_epochs": 0})
+        m.fit_diversity_encoder(FitData.from_dataset(tiny_ds, seed=seed))
+    files = list((tmp_path / "attributes").glob("*.json"))
+    assert len(files) == 2, "two seeds sample two sets of histories: two cache entries (the third run reuses one)"
 
 
 def test_ablations_fix_their_setting():

@@ -42,26 +42,39 @@ def test_ctrl_aligns_then_finetunes_and_scores_with_the_collaborative_model_only
                                np.take_along_axis(m.score_full(test.users[:2]), test.items[:2], 1), atol=1e-6)
 
 
-def test_collm_two_stages_slots_and_cached_scoring(tiny_ds):
+def test_collm_two_stages_slots_and_packed_scoring(tiny_ds):
+    from tests.tiny_lm import TINY_LM
     data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
-    m = get_method("collm")(lm="tiny-causal", cf_epochs=2, cf_embedding_size=8, mlp_hidden=16, train_samples=8,
-                            batch_size=4, valid_users=3, history_len=4, title_words=5, max_length=96)
+    m = get_method("collm")(**{**TINY_LM, "cf_epochs": 2, "cf_embedding_size": 8, "mlp_hidden": 16, "max_length": 96})
     m.fit(data)
-    lora_before = {k: v.clone() for k, v in m.scorer_.model.named_parameters() if "lora_" in k}
-    assert lora_before and not any(p.requires_grad for p in m.scorer_.model.parameters()), "LoRA frozen in stage 2"
-    assert "valid_auc" in m.fit_info_["stage2"]["history"][0]
-    ids, slots = m._ids_and_slots("history <user>. buy X <item> next", True)
-    assert [k for _, k in slots] == ["<user>", "<item>"]
+    assert any("lora_" in k for k, _ in m.model_.named_parameters())
+    assert not any(p.requires_grad for p in m.model_.parameters()), "LoRA frozen in stage 2"
+    assert m.fit_info_["stage2"]["curve"]["valid"], "stage 2 records its validation curve"
+    enc = m._encode("history <user>. buy X <item> next", True)
+    assert [k for _, k in enc.slots] == ["<user>", "<item>"] and len(enc.ids) > 2
     test = draw(tiny_ds, "test", 10, "uniform", 0)
-    cached = m.score(test.users[:2], test.items[:2])
-    # the same prompts through the uncached path give the same scores
-    from bench.lm.samples import Sample
+    packed = m.score(test.users[:2], test.items[:2])
+    # each candidate as its own full sequence (prefix + suffix embeddings, slots filled) gives the same scores
     plain = []
     for r, u in enumerate(test.users[:2]):
-        hist = data.history(int(u), "test")[-4:]
-        seqs = [m._sample_embeds(Sample(int(u), hist, int(c), 0.0), True) for c in test.items[r]]
-        plain.append(m.scorer_.margins_embeds(seqs).detach().numpy())
-    np.testing.assert_allclose(cached, np.stack(plain), atol=1e-4)
+        pg, _, items = m.engine_.prompt(int(u), data.history(int(u), "test")[-4:], test.items[r])
+        with torch.no_grad():
+            segs = m.engine_.embed([(pg.prefix, int(u), -1)] + [(s, int(u), i) for s, i in zip(pg.suffixes, items)])
+            from bench.lm.packing import Group, group_margins
+            groups = [Group(segs[0][:0], [torch.cat([segs[0], s])])
+                      for s in segs[1:]]
+            plain.append(group_margins(m.model_, groups, m.engine_.yes_id, m.engine_.no_id).numpy())
+    np.testing.assert_allclose(packed, np.stack(plain), atol=1e-4)
     # collaborative embeddings matter: another user's embedding changes the scores
     m.user_emb_ = m.user_emb_.roll(1, 0)
-    assert not np.allclose(m.score(test.users[:2], test.items[:2]), cached)
+    assert not np.allclose(m.score(test.users[:2], test.items[:2]), packed)
+
+
+def test_p5_validation_users_are_drawn_once(tiny_ds, monkeypatch):
+    from methods.p5 import P5
+    data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
+    seen, original = [], P5.score
+    monkeypatch.setattr(P5, "score", lambda self, users, c, split="test": (seen.append(tuple(users)),
+                                                                         original(self, users, c, split))[1])
+    P5(t5="tiny-t5", train_samples=8, epochs=3, batch_size=8, valid_users=4, history_len=4, patience=10).fit(data)
+    assert len(seen) == 3 and len(set(seen)) == 1

@@ -10,9 +10,9 @@ from bench.results import Protocol
 from bench.runner import Cell, run_cell
 from tests.test_runner import tiny_name  # noqa: F401  (fixture)
 
-TINY = dict(encoder="tiny-encoder", lm="tiny-causal", attribute_generator="tiny-causal", attribute_samples=8,
-            train_samples=8, stage1_batch=2, stage2_batch=4, valid_users=0, history_len=4, title_words=5,
-            max_length=64, proj_hidden=16, d_hidden=16, n_attributes=3, score_batch=8)
+from tests.tiny_lm import TINY_GAN, TINY_LM  # noqa: E402
+
+TINY = {"ganprompt": dict(TINY_GAN, valid_users=0), "tallrec": dict(TINY_LM, valid_users=0)}
 
 
 def test_bank_has_ten_held_out_templates_and_every_level():
@@ -40,10 +40,10 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     protocol = Protocol("sampled", "uniform", 10, max_users=8)
     outs = {}
     for m in ("ganprompt", "tallrec"):
-        out = outs[m] = run_cell(Cell(tiny_name, m, 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
+        out = outs[m] = run_cell(Cell(tiny_name, m, 0, (protocol,), overrides=dict(TINY[m]), variants=chosen), tmp_path,
                        log=lambda s: None)
         assert [s for s, _, _ in out] == ["done"] * len(chosen)
-    again = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides=dict(TINY), variants=chosen), tmp_path,
+    again = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides=dict(TINY["tallrec"]), variants=chosen), tmp_path,
                      log=lambda s: None)
     assert {s for s, _, _ in again} == {"skipped"}
     rep = build(tmp_path, tiny_name, protocol.tag, "ndcg@10", pair=("ganprompt", "tallrec"))
@@ -58,7 +58,7 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     # the leaderboard tree is not polluted by robustness cells
     assert not (tmp_path / tiny_name / protocol.tag).exists()
     # the main run of the same method and params loads the robustness run's saved fit: same model, same scores
-    (status, res, folder), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY)), tmp_path,
+    (status, res, folder), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY["ganprompt"])), tmp_path,
                                       log=lambda s: None)
     assert status == "done" and res["training"]["fit_reused_from"].startswith(f"{tiny_name}/fits/ganprompt/")
     assert res["timings"]["fit_s"] == outs["ganprompt"][0][1]["timings"]["fit_s"]
@@ -67,13 +67,13 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
     np.testing.assert_allclose(load_npz(folder / "per_user.npz")["scores"], load_npz(seen / "per_user.npz")["scores"],
                                atol=1e-6)
     # a second configuration of one method is labelled by its params hash, never averaged with the first
-    other = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides={**TINY, "lora_r": 4}, variants=chosen[:1]),
+    other = run_cell(Cell(tiny_name, "tallrec", 0, (protocol,), overrides={**TINY["tallrec"], "lora_r": 4}, variants=chosen[:1]),
                      tmp_path, log=lambda s: None)
     labels = set(build(tmp_path, tiny_name, protocol.tag, "ndcg@10").values.columns)
     assert "ganprompt" in labels and {lab for lab in labels if lab.startswith("tallrec[")} == {
         f"tallrec[{outs['tallrec'][0][1]['method']['params_hash']}]", f"tallrec[{other[0][1]['method']['params_hash']}]"}
     # --force refits instead of loading
-    (_, res2, _), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY)), tmp_path,
+    (_, res2, _), = run_cell(Cell(tiny_name, "ganprompt", 0, (protocol,), overrides=dict(TINY["ganprompt"])), tmp_path,
                              force=True, log=lambda s: None)
     assert res2["training"]["fit_reused_from"] is None
 

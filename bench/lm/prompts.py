@@ -101,3 +101,70 @@ def split_prompt(template: Template, style: PromptStyle, history_titles: list[st
     stripped = prefix.rstrip(" ")
     suffix = prefix[len(stripped):] + values["target_item"] + tail.format(**values) + template.answer_cue
     return stripped, suffix
+
+
+@dataclass
+class Encoded:
+    """Token ids of one prompt piece; `slots` are (position, name) pairs where a method writes its own vectors
+    (CoLLM's <user>/<item>)."""
+    ids: list[int]
+    slots: list[tuple[int, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class PromptGroup:
+    """One user's (or training sample's) prompt: the shared prefix and one suffix per candidate item."""
+    prefix: Encoded
+    suffixes: list[Encoded]
+    history_used: int      # history items that fit
+    history_shown: int     # history items the style asked for (history_used < history_shown: truncated)
+    overlong: bool = False  # even with no history the prompt exceeds max_length (it is kept whole)
+
+
+class PromptBuilder:
+    """Writes (prefix, suffixes) token ids for a history and candidate items under the ONE truncation rule used for
+    training and for scoring, cached or not: when the prefix plus the longest candidate suffix exceeds
+    `max_length` tokens, the oldest history items are dropped, one at a time, until it fits. The instruction, the
+    candidate and the answer cue are never cut (a prompt that does not fit even with no history is kept whole and
+    flagged `overlong`). `joint=True` writes every candidate's whole prompt as one suffix behind an empty prefix
+    (for a bidirectional encoder that must read the history and the candidate together)."""
+
+    def __init__(self, template: Template, style: PromptStyle, item_text: list[str], category: str, encode,
+                 max_length: int, joint: bool = False):
+        self.template, self.style, self.item_text, self.category = template, style, item_text, category
+        self.encode, self.max_length, self.joint = encode, max_length, joint  # encode(text, first) -> Encoded
+        head, tail = template.split_at_target()
+        self._tail_reads_history = joint or "{purchase_history}" in tail or "{title_seq}" in tail
+
+    def _pieces(self, titles: list[str], items, attribute: str | None, suffixes=None):
+        if self.joint:
+            pairs = [split_prompt(self.template, self.style, titles, self.item_text[int(i)], self.category, attribute)
+                     for i in items]
+            return Encoded([]), [self.encode(p + s, True) for p, s in pairs]
+        pairs = [split_prompt(self.template, self.style, titles, self.item_text[int(i)], self.category, attribute)
+                 for i in items[:1 if suffixes is not None else None]]
+        prefix = self.encode(pairs[0][0], True)
+        if suffixes is None:
+            suffixes = [self.encode(s, False) for _, s in pairs]
+        return prefix, suffixes
+
+    def group(self, history, items, attribute: str | None = None) -> PromptGroup:
+        titles = [self.item_text[int(i)] for i in list(history)[-self.style.history_len:]] \
+            if self.style.history_len else []
+        shown, suffixes = len(titles), None
+        for k in range(shown, -1, -1):
+            prefix, suffixes = self._pieces(titles[shown - k:], items, attribute,
+                                            None if self._tail_reads_history else suffixes)
+            if len(prefix) + max(len(s) for s in suffixes) <= self.max_length:
+                return PromptGroup(prefix, suffixes, k, shown)
+        return PromptGroup(prefix, suffixes, 0, shown, overlong=True)
+
+
+def token_encoder(tokenizer):
+    """encode(text, first) for a plain tokenizer: special tokens (BOS / CLS) only at the start of the prefix."""
+    def encode(text: str, first: bool) -> Encoded:
+        return Encoded(tokenizer(text, add_special_tokens=first).input_ids if text else [])
+    return encode

@@ -1,14 +1,11 @@
-"""Yes/no scoring with a causal LM: p = softmax([logit(yes), logit(no)])[0] at the answer position.
-Scores are returned as the margin logit(yes) - logit(no) = log(p / (1 - p)): the same ranking as p, without the
-ties that float32 saturation of p near 0 or 1 would create.
+"""Yes/no answers of a causal LM: p = softmax([logit(yes), logit(no)])[0] at the answer position. Scores are the
+margin logit(yes) - logit(no) = log(p / (1 - p)): the same ranking as p, without the ties that float32 saturation of
+p near 0 or 1 would create.
 
-Candidates of one user share the prompt prefix (everything before the target item). `score_cached` runs the prefix
-once, keeps its key/value cache, and scores the candidates' suffixes in batches against copies of it; `score_plain`
-runs every full sequence. Both use the same token ids (prefix and suffix are tokenised separately and joined), so they
-compute the same function; tests and benchmarks/prefix_cache.py check that they agree."""
+The methods score through the shared engine (bench/lm/engine.py, packed prefix-shared rows). `YesNoScorer` here is
+the plain reference: one full sequence (prefix + suffix token ids) per candidate; tests and
+benchmarks/prefix_cache.py check that the packed scorer computes the same function."""
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import torch
@@ -101,23 +98,4 @@ class YesNoScorer:
         p, sufs = self.encode(prefix, suffixes)
         out = [self.margins_plain([p + s for s in sufs[i:i + self.batch_size]])
                for i in range(0, len(sufs), self.batch_size)]
-        return torch.cat(out).cpu().numpy()
-
-    @torch.no_grad()
-    def score_cached(self, prefix: str, suffixes: list[str]) -> np.ndarray:
-        p, sufs = self.encode(prefix, suffixes)
-        return self.score_cached_embeds(self.embed(p), [self.embed(s) for s in sufs])
-
-    @torch.no_grad()
-    def score_cached_embeds(self, prefix: torch.Tensor, suffixes: list[torch.Tensor]) -> np.ndarray:
-        """The prefix [P, H] runs once; suffixes [S_i, H] are scored in batches against copies of its cache."""
-        pre = self.model(inputs_embeds=prefix[None], use_cache=True)
-        out = []
-        for i in range(0, len(suffixes), self.batch_size):
-            emb, mask, last = self._pad_embeds(suffixes[i:i + self.batch_size])
-            cache = copy.deepcopy(pre.cache)
-            cache.batch_repeat_interleave(len(emb))
-            full_mask = torch.cat([torch.ones((len(emb), len(prefix)), dtype=mask.dtype, device=mask.device), mask], 1)
-            logits = self.model(inputs_embeds=emb, attention_mask=full_mask, cache=cache).logits
-            out.append(self.yes_logit_margin(logits[torch.arange(len(emb)), last].float()))
         return torch.cat(out).cpu().numpy()

@@ -5,7 +5,6 @@ encoder before (pre-trained) and after stage 1, and reports per encoder: silhoue
 pairwise cosine distance and mean JS divergence among each sample's variants, and a side-by-side 2-D t-SNE PNG."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from tabulate import tabulate
 
 from bench.io import write_json, write_png, write_text
 from methods.ganprompt.losses import js_divergence
-
-
-@torch.no_grad()
-def embed(model, samples, n_classes: int, batch: int = 32) -> np.ndarray:
-    texts = [t for s in samples for t in model._variant_texts(s)]
-    out = []
-    for i in range(0, len(texts), batch):
-        out.append(model.backbone_.pooled(texts[i:i + batch]).float().cpu())
-    return torch.cat(out).numpy().reshape(len(samples), n_classes, -1)
 
 
 def diversity_stats(z: np.ndarray, temperature: float = 1.0) -> dict:
@@ -65,19 +55,15 @@ def tsne_png(before: np.ndarray, after: np.ndarray, classes: list[str], path: Pa
 def run(data, method, out_dir: Path, n_eval: int = 60) -> dict:
     """`method`: an unfitted GANPrompt whose stages 0-1 are trained here."""
     import numpy.random as npr
-    before_model = copy.deepcopy(method)
+    from bench.lm.samples import make_groups
     method.fit_diversity_encoder(data)
     if not method.attributes_:
         raise ValueError("the diversity analysis needs attributes (use_attributes on)")
     k1 = 1 + len(method.attributes_)
     rng = npr.default_rng(data.seed + 1)
-    evals = method._samples(data, rng)[: 2 * max(1, n_eval // 2)]
-    after = embed(method, evals, k1)
-    # the same pre-trained encoder, untouched by stage 1
-    before_model.data_, before_model.device_, before_model.attributes_ = data, method.device_, method.attributes_
-    before_model._seen, before_model._adv = method._seen, method._adv
-    before_model.backbone_ = before_model._build_backbone().to(method.device_).eval()
-    before = embed(before_model, evals, k1)
+    evals = make_groups(data, max(1, n_eval), method.params.history_len, 0, rng)
+    after = method.variant_embeddings(evals)
+    before = method.variant_embeddings(evals, backbone=method.pretrained_backbone())  # untouched by stage 1
     classes = ["x0 (real)"] + [f"a{k}: {a}" for k, a in enumerate(method.attributes_, 1)]
     stats = {"before": diversity_stats(before, method.params.js_temperature),
              "after": diversity_stats(after, method.params.js_temperature)}

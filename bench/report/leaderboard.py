@@ -15,7 +15,7 @@ from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.results import Protocol, iter_results, method_labels
 
-KIND_ORDER = {"baseline": 0, "llm": 1, "proposed": 2}
+KIND_ORDER = {"baseline": 0, "text": 1, "llm": 2, "control": 3, "proposed": 4}
 HEADERS = {"auc": "AUC", "gauc": "GAUC", "mrr": "MRR"}
 
 

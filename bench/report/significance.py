@@ -26,7 +26,7 @@ from bench.report.leaderboard import KIND_ORDER, header
 from bench.results import iter_results, method_labels
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
-REFERENCE_KINDS = ("baseline", "llm")
+REFERENCE_KINDS = ("baseline", "text", "llm")
 TESTS = ("wilcoxon", "ttest")
 WILCOXON_ZERO_METHOD = "wilcox"     # users with a zero difference are dropped (the classic signed-rank test)
 ZERO_TOL = 1e-12                    # float noise below this is not a difference

@@ -15,8 +15,8 @@ class _Ablation(GANPrompt):
 
 class GANPromptNoAttributes(_Ablation):
     name = "ganprompt-noattr"
-    description = "GANPrompt ablation: no attributes (no variants, no discriminator; diversity across the batch)"
-    fixed = {"use_attributes": False, "diversity_scope": "batch"}
+    description = "GANPrompt ablation: no attributes (no variants, so no discriminator and no diversity term)"
+    fixed = {"use_attributes": False}
 
 
 class GANPromptNoGAN(_Ablation):
@@ -32,9 +32,11 @@ class GANPromptNoDiversity(_Ablation):
 
 
 class GANPromptPlain(_Ablation):
+    """A control, not an ablation: it removes five components at once (encoder, projection, attributes, D, L_div)."""
     name = "ganprompt-plain"
-    kind = "llm"
-    description = "GANPrompt ablation: plain LoRA fine-tuning of the same LM, no diversity encoder (TALLRec-like)"
+    kind = "control"
+    description = ("GANPrompt control (not a one-component ablation): plain LoRA fine-tuning of the same LM on the same "
+                   "prompts, without diversity encoder, attributes, discriminator or diversity term")
     fixed = {"backbone": "plain"}
 
 

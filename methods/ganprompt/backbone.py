@@ -1,186 +1,206 @@
-"""Backbones that read a prompt and answer yes/no. All return the margin logit(yes) - logit(no).
+"""Backbones of GANPrompt's diversity encoder. Both answer yes/no through the shared LM layer's engine interface.
 
-- EncoderCausal (`encoder+causal`, the paper's Section 3.3): diversity encoder token states -> projection
-  h = W2 gelu(W1 e + b1) + b2 -> causal LM as input embeddings; LoRA (peft) on the causal LM in stage 2.
+- EncoderCausal (`encoder+causal`, the paper's Section 3.3): diversity-encoder token states -> projection
+  h = W2 gelu(W1 e + b1) + b2 (RMS-matched to the LM's token embeddings) -> the causal LM as input embeddings; LoRA
+  on the causal LM in stage 2. With `encoder_context=split` the encoder reads the prompt prefix and each candidate's
+  suffix apart, so the LM can share the prefix across candidates (packing); `joint` reads each whole prompt at once.
 - T5Backbone (`t5`, the paper's implementation): the T5 encoder is the diversity encoder; the decoder answers at its
-  first step; decoder tuned with LoRA or fully in stage 2.
-- PlainCausal (`plain`): no diversity encoder; the causal LM reads the prompt tokens (the TALLRec-like control).
+  first step; decoder tuned with LoRA or fully in stage 2. It has no prefix to share: every candidate is one text.
+(`plain`, the control without a diversity encoder, is bench.lm.method.LoRAYesNo itself.)
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from bench.lm.engine import YesNoEngine, add_lora, autocast
 from bench.lm.models import load_causal_lm, load_encoder, load_t5
-from bench.lm.yesno import AnswerCounter, YesNoScorer, answer_token_ids, yes_no_margin
-from methods.ganprompt.losses import masked_mean
+from bench.lm.pooling import masked_mean
+from bench.lm.prompts import Encoded
+from bench.lm.yesno import answer_token_ids, yes_no_margin
 
 
-def _lora(model, r: int, alpha: int, dropout: float, targets):
-    from peft import LoraConfig, get_peft_model
-    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets))
+def _pad(segments: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(1, max(len(s) for s in segments))
+    ids = torch.full((len(segments), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(segments), n), dtype=torch.long)
+    for r, s in enumerate(segments):
+        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, :len(s)] = 1
+    return ids.to(device), mask.to(device)
 
 
 class EncoderCausal(nn.Module):
-    has_encoder = True
-
-    def __init__(self, encoder: str, lm: str, proj_hidden: int, max_length: int):
+    def __init__(self, encoder: str, lm: str, proj_hidden: int, device: str = "cpu"):
         super().__init__()
-        self.answers = AnswerCounter()
-        enc = load_encoder(encoder)
+        enc = load_encoder(encoder, device=device)
         self.encoder, self.enc_tok = enc.model, enc.tokenizer
-        causal = load_causal_lm(lm)
+        causal = load_causal_lm(lm, device=device)
         self.lm, self.lm_tok = causal.model, causal.tokenizer
         for p in self.lm.parameters():
             p.requires_grad_(False)
-        self.yes_id, self.no_id = answer_token_ids(self.lm_tok)
         h_enc, h_lm = self.encoder.config.hidden_size, self.lm.config.hidden_size
         self.proj = nn.Sequential(nn.Linear(h_enc, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, h_lm))
         # the LM must see soft tokens of its usual size: projected states are RMS-normalised to the typical norm of
         # its own token embeddings (a random projection's outputs are ~20x larger, far outside what the LM knows)
         emb = self.lm.get_input_embeddings().weight.detach().float()
         self.register_buffer("token_rms", emb.pow(2).mean(-1).sqrt().mean().reshape(()))
-        self.max_length = max_length
-
-    def set_answers(self, yes: str, no: str) -> None:
-        self.yes_id, self.no_id = answer_token_ids(self.lm_tok, yes, no)
-
-    def tokenize(self, texts: list[str]):
-        t = self.enc_tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return t["input_ids"].to(self.device), t["attention_mask"].to(self.device)
+        self.encoder_frozen = False
 
     @property
     def device(self):
         return self.proj[0].weight.device
 
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.tokenize(texts)
-        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.config.hidden_size
 
-    def pooled(self, texts: list[str]) -> torch.Tensor:
-        return masked_mean(*self.encode(texts))
+    def encode_segments(self, segments: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states [B, T, H] and mask [B, T] of token-id segments (each read on its own)."""
+        ids, mask = _pad([s.ids for s in segments], self.enc_tok.pad_token_id or 0, self.device)
+        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
 
     def soft_tokens(self, states: torch.Tensor) -> torch.Tensor:
         h = self.proj(states)
         return h * (self.token_rms / h.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt())
 
-    def margins_from_states(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = self.lm(inputs_embeds=self.soft_tokens(states), attention_mask=mask)
-        last = mask.sum(1) - 1  # right padding: the answer is read after the last real token
-        logits = out.logits[torch.arange(len(states), device=states.device), last].float()
-        return yes_no_margin(logits, self.yes_id, self.no_id, self.answers)
-
-    def margins(self, texts: list[str]) -> torch.Tensor:
-        return self.margins_from_states(*self.encode(texts))
+    def embed(self, segments: list[tuple[Encoded, int, int]]) -> list[torch.Tensor]:
+        """The engine's embed function: soft tokens of each segment (empty segments stay empty)."""
+        out: list[torch.Tensor | None] = [None] * len(segments)
+        todo = [r for r, (e, _, _) in enumerate(segments) if len(e)]
+        if todo:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+                states, mask = self.encode_segments([segments[r][0] for r in todo])
+            soft = self.soft_tokens(states)
+            for k, r in enumerate(todo):
+                out[r] = soft[k, :int(mask[k].sum())]
+        empty = self.proj[-1].weight.new_zeros((0, self.proj[-1].out_features))
+        return [o if o is not None else empty for o in out]
 
     def generator_parameters(self):
         return list(self.encoder.parameters()) + list(self.proj.parameters())
 
-    def start_stage2(self, lora_r: int, lora_alpha: int, lora_dropout: float, decoder_tuning: str = "lora") -> None:
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
-        self.lm = _lora(self.lm, lora_r, lora_alpha, lora_dropout, ["q_proj", "v_proj"])
+    def start_stage2(self, p) -> None:
+        """The encoder is frozen (and in eval mode: no dropout) from here on; LoRA goes on the causal LM."""
+        for q in self.encoder.parameters():
+            q.requires_grad_(False)
+        self.encoder.eval()
+        self.encoder_frozen = True
+        self.lm = add_lora(self.lm, p.lora_r, p.lora_alpha, p.lora_dropout, p.lora_targets, p.lora_layers)
 
     def stage2_parameters(self):
-        return [p for p in list(self.proj.parameters()) + list(self.lm.parameters()) if p.requires_grad]
+        return [q for q in list(self.proj.parameters()) + list(self.lm.parameters()) if q.requires_grad]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def engine(self, builder, answers, max_tokens: int, score_rows: int, device: str) -> YesNoEngine:
+        return YesNoEngine(self.lm, self.lm_tok, builder, *answers, max_tokens=max_tokens, score_rows=score_rows,
+                           device=device, embed=self.embed)
+
+
+class T5Engine(YesNoEngine):
+    """The engine interface over a T5: a group's suffixes are whole prompts (joint builder), each read by the
+    encoder; the decoder's first-step logits give the yes/no margin."""
+
+    def __init__(self, backbone: "T5Backbone", builder, yes: str, no: str, max_tokens: int, device: str):
+        self.bb = backbone
+        super().__init__(backbone.t5, backbone.enc_tok, builder, yes, no, max_tokens=max_tokens, score_rows=0,
+                         device=device, embed=lambda segs: [s for s, _, _ in segs])
+
+    @property
+    def model(self):
+        return self.bb  # train()/eval() go through the backbone, which keeps a frozen encoder in eval mode
+
+    @model.setter
+    def model(self, value):
+        pass  # the backbone owns the (possibly LoRA-wrapped) T5
+
+    def set_answers(self, yes: str, no: str) -> None:
+        self.yes_id, self.no_id = answer_token_ids(self.tokenizer, yes.strip(), no.strip())
+
+    def groups(self, prompts, labels=None):
+        from bench.lm.packing import Group
+        out = []
+        for r, (pg, _, _) in enumerate(prompts):
+            out.append(Group(torch.zeros((0, 1)), [torch.tensor(s.ids) for s in pg.suffixes],
+                             list(labels[r]) if labels is not None else []))
+        return out
+
+    def margins(self, groups) -> torch.Tensor:
+        segs = [Encoded(s.tolist()) for g in groups for s in g.suffixes]
+        with autocast(self.device):
+            states, mask = self.bb.encode_segments(segs)
+            return self.bb.margins_from_states(states, mask, self.yes_id, self.no_id, self.answers).float()
 
 
 class T5Backbone(nn.Module):
-    has_encoder = True
-
-    def __init__(self, t5: str, max_length: int):
+    def __init__(self, t5: str, device: str = "cpu"):
         super().__init__()
-        self.answers = AnswerCounter()
-        loaded = load_t5(t5)
+        loaded = load_t5(t5, device=device)
         self.t5, self.enc_tok = loaded.model, loaded.tokenizer
-        self.yes_id, self.no_id = answer_token_ids(self.enc_tok, "yes", "no")
-        self.max_length = max_length
-        for name, p in self.t5.named_parameters():  # stage 1 trains the encoder; the decoder waits for stage 2
-            p.requires_grad_(name.startswith("encoder.") or name.startswith("shared."))
+        # stage 1 trains the encoder blocks only: the shared token embedding is tied to the decoder's input and
+        # (in most T5s) to lm_head, so training it in stage 1 would change the decoder that stage 2 starts from
+        for name, p in self.t5.named_parameters():
+            p.requires_grad_(name.startswith("encoder.") and "embed_tokens" not in name)
+        self.encoder_frozen = False
 
     @property
     def device(self):
         return next(self.t5.parameters()).device
 
-    def set_answers(self, yes: str, no: str) -> None:
-        self.yes_id, self.no_id = answer_token_ids(self.enc_tok, yes.strip(), no.strip())
+    @property
+    def hidden_size(self) -> int:
+        return self.t5.config.d_model
 
     @property
     def encoder(self):  # a view into the T5, not a second registered copy of it
         return self.t5.get_encoder()
 
-    def encode(self, texts):
-        t = self.enc_tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        ids, mask = t["input_ids"].to(self.device), t["attention_mask"].to(self.device)
+    def encode_segments(self, segments: list[Encoded]):
+        ids, mask = _pad([s.ids for s in segments], self.enc_tok.pad_token_id or 0, self.device)
         return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
 
-    def pooled(self, texts):
-        return masked_mean(*self.encode(texts))
+    def pooled(self, segments: list[Encoded]) -> torch.Tensor:
+        return masked_mean(*self.encode_segments(segments))
 
-    def margins_from_states(self, states, mask):
+    def margins_from_states(self, states, mask, yes_id, no_id, counter=None):
         start = torch.full((len(states), 1), self.t5.config.decoder_start_token_id, device=states.device)
         out = self.t5(encoder_outputs=(states,), attention_mask=mask, decoder_input_ids=start)
-        logits = out.logits[:, 0].float()
-        return yes_no_margin(logits, self.yes_id, self.no_id, self.answers)
-
-    def margins(self, texts):
-        return self.margins_from_states(*self.encode(texts))
+        return yes_no_margin(out.logits[:, 0].float(), yes_id, no_id, counter)
 
     def generator_parameters(self):
-        return list(self.encoder.parameters())
+        return [p for p in self.encoder.parameters() if p.requires_grad]
 
-    def start_stage2(self, lora_r, lora_alpha, lora_dropout, decoder_tuning="lora"):
-        # the shared token embedding is part of the encoder's input: frozen with it
-        for p in self.t5.parameters():
-            p.requires_grad_(False)
-        if decoder_tuning == "full":
-            for name, p in self.t5.named_parameters():
-                if name.startswith("decoder.") or name.startswith("lm_head."):
-                    p.requires_grad_(True)
-        elif decoder_tuning == "lora":
-            self.t5 = _lora(self.t5, lora_r, lora_alpha, lora_dropout, r".*decoder.*\.(q|v)$")
+    def start_stage2(self, p) -> None:
+        for q in self.t5.parameters():
+            q.requires_grad_(False)
+        self.encoder.eval()
+        self.encoder_frozen = True
+        if p.decoder_tuning == "full":
+            head, shared = self.t5.get_output_embeddings(), self.t5.get_input_embeddings()
+            if head.weight is shared.weight:  # untie: the decoder's head trains, the encoder's input stays frozen
+                head.weight = nn.Parameter(shared.weight.detach().clone())
+            for name, q in self.t5.named_parameters():
+                if name.startswith("decoder.") and "embed_tokens" not in name:
+                    q.requires_grad_(True)
+            head.weight.requires_grad_(True)
+        elif p.decoder_tuning == "lora":
+            self.t5 = add_lora(self.t5, p.lora_r, p.lora_alpha, p.lora_dropout, r".*decoder.*\.(q|v)$", 0)
         else:
-            raise ValueError(f"decoder_tuning {decoder_tuning!r}: valid: lora, full")
+            raise ValueError(f"decoder_tuning {p.decoder_tuning!r}: valid: lora, full")
 
     def stage2_parameters(self):
-        return [p for p in self.t5.parameters() if p.requires_grad]
+        return [q for q in self.t5.parameters() if q.requires_grad]
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
 
-class PlainCausal(nn.Module):
-    """The causal LM reads the prompt tokens itself (no diversity encoder): TALLRec-like."""
-    has_encoder = False
-
-    def __init__(self, lm: str, max_length: int, batch_size: int = 16, yes: str = " yes", no: str = " no"):
-        super().__init__()
-        causal = load_causal_lm(lm)
-        self.lm, self.lm_tok = causal.model, causal.tokenizer
-        for p in self.lm.parameters():
-            p.requires_grad_(False)
-        self.max_length = max_length
-        self.scorer = YesNoScorer(self.lm, self.lm_tok, batch_size=batch_size, yes=yes, no=no)
-
-    @property
-    def device(self):
-        return next(self.lm.parameters()).device
-
-    @property
-    def answers(self) -> AnswerCounter:
-        return self.scorer.answers
-
-    def set_answers(self, yes: str, no: str) -> None:
-        self.scorer.yes_id, self.scorer.no_id = answer_token_ids(self.lm_tok, yes, no)
-
-    def margins_pairs(self, pairs: list[tuple[str, str]]) -> torch.Tensor:
-        """(prefix, suffix) pairs tokenised apart, exactly as the prefix-cached scorer does at test time."""
-        seqs = []
-        for prefix, suffix in pairs:
-            p, (s,) = self.scorer.encode(prefix, [suffix])
-            seqs.append((p + s)[-self.max_length:])
-        return self.scorer.margins_plain(seqs)
-
-    def start_stage2(self, lora_r, lora_alpha, lora_dropout, decoder_tuning="lora"):
-        self.lm = _lora(self.lm, lora_r, lora_alpha, lora_dropout, ["q_proj", "v_proj"])
-        self.scorer.model = self.lm
-
-    def stage2_parameters(self):
-        return [p for p in self.lm.parameters() if p.requires_grad]
+    def engine(self, builder, answers, max_tokens: int, score_rows: int, device: str) -> T5Engine:
+        return T5Engine(self, builder, *answers, max_tokens=max_tokens, device=device)

@@ -71,9 +71,3 @@ def adversarial_loss(d_logits: torch.Tensor, classes: torch.Tensor, mode: str) -
     if mode == "minimax":
         return -ce
     raise ValueError(f"adversarial mode {mode!r}: valid: cooperative, minimax, off")
-
-
-def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over real tokens: states [B, T, H], mask [B, T] -> [B, H]."""
-    m = mask.unsqueeze(-1).to(states.dtype)
-    return (states * m).sum(1) / m.sum(1).clamp(min=1.0)

@@ -1,0 +1,247 @@
+"""The yes/no LM layer shared by TALLRec, CoLLM and GANPrompt: prompts (one truncation rule), packed prefix-shared
+forward passes (bench/lm/packing.py), one scorer and one fine-tuning loop with a recorded learning curve.
+
+A method gives the engine a causal LM, a prompt builder and, where it writes its own vectors into the prompt
+(CoLLM's slots, GANPrompt's soft tokens), an `embed` function; everything else is common."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench.evaluate import evaluate_sampled
+from bench.lm.packing import Group, batches_by_tokens, group_margins, split_group
+from bench.lm.prompts import Encoded, PromptBuilder, PromptGroup
+from bench.lm.samples import TrainGroup
+from bench.lm.yesno import AnswerCounter, answer_token_ids
+from bench.training import BestOnValidation
+
+
+def add_lora(model, r: int, alpha: int, dropout: float, targets: str, layers: int = 0):
+    """peft LoRA on `targets`; with layers > 0 only the top `layers` transformer blocks get adapters, so the
+    backward pass stops below them (fewer FLOPs per step on a CPU)."""
+    from peft import LoraConfig, get_peft_model
+    kw = {}
+    n = getattr(model.config, "num_hidden_layers", None)
+    if layers and n:
+        kw["layers_to_transform"] = list(range(max(0, n - layers), n))
+    regex = any(c in targets for c in "*$(|")  # peft reads a string as one regular expression, a list as names
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                     target_modules=targets if regex else [t.strip() for t in targets.split(",") if t.strip()], **kw)
+    return get_peft_model(model, cfg)
+
+
+def autocast(device: str):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+
+
+class YesNoEngine:
+    """Packed yes/no scoring and training for one causal LM.
+
+    embed(segments) -> list of [L, H] tensors, one per (Encoded, user, item) triple; the default looks the ids up in
+    the LM's token-embedding table. A method that writes vectors into the prompt passes its own."""
+
+    def __init__(self, model, tokenizer, builder: PromptBuilder, yes: str, no: str, max_tokens: int = 4096,
+                 score_rows: int = 32, device: str = "cpu",
+                 embed: Callable[[list[tuple[Encoded, int, int]]], list[torch.Tensor]] | None = None):
+        self.model, self.tokenizer, self.builder = model, tokenizer, builder
+        self.max_tokens, self.score_rows, self.device = max_tokens, score_rows, device
+        self.embed = embed or self.token_embeddings
+        self.answers = AnswerCounter()
+        self.stats = {"prompts": 0, "truncated": 0, "overlong": 0}
+        self.set_answers(yes, no)
+
+    def set_answers(self, yes: str, no: str) -> None:
+        self.yes_id, self.no_id = answer_token_ids(self.tokenizer, yes, no)
+
+    def token_embeddings(self, segments: list[tuple[Encoded, int, int]]) -> list[torch.Tensor]:
+        table = self.model.get_input_embeddings()
+        lengths = [len(e) for e, _, _ in segments]
+        ids = torch.tensor([i for e, _, _ in segments for i in e.ids], dtype=torch.long, device=self.device)
+        return list(torch.split(table(ids), lengths)) if ids.numel() else [table.weight[:0] for _ in segments]
+
+    # ---- prompts -> packed groups ----
+    def prompt(self, user: int, history, items, attribute: str | None = None) -> tuple[PromptGroup, int, list[int]]:
+        pg = self.builder.group(history, items, attribute)
+        self.stats["prompts"] += 1
+        self.stats["truncated"] += int(pg.history_used < pg.history_shown)
+        self.stats["overlong"] += int(pg.overlong)
+        return pg, int(user), [int(i) for i in items]
+
+    def groups(self, prompts: list[tuple[PromptGroup, int, list[int]]], labels=None) -> list[Group]:
+        segs = []
+        for pg, u, items in prompts:
+            segs.append((pg.prefix, u, -1))
+            segs += [(s, u, i) for s, i in zip(pg.suffixes, items)]
+        emb = self.embed(segs)
+        out, at = [], 0
+        for r, (pg, _, items) in enumerate(prompts):
+            out.append(Group(emb[at], emb[at + 1:at + 1 + len(items)],
+                             list(labels[r]) if labels is not None else []))
+            at += 1 + len(items)
+        return out
+
+    def margins(self, groups: list[Group]) -> torch.Tensor:
+        with autocast(self.device):
+            return group_margins(self.model, groups, self.yes_id, self.no_id, self.answers).float()
+
+    # ---- scoring ----
+    @torch.no_grad()
+    def score(self, data, users, candidates, split: str, chunk_users: int = 64) -> np.ndarray:
+        """Margins for every candidate of every user; rows of many users share one forward pass."""
+        self.model.eval()
+        users, candidates = np.asarray(users), np.asarray(candidates)
+        out = np.empty(candidates.shape, dtype=np.float32)
+        hist_len = self.builder.style.history_len
+        for start in range(0, len(users), chunk_users):
+            prompts = [self.prompt(u, data.history(int(u), split)[-hist_len:] if hist_len else [], c)
+                       for u, c in zip(users[start:start + chunk_users], candidates[start:start + chunk_users])]
+            rows, where = [], []
+            for r, g in enumerate(self.groups(prompts)):
+                col = 0
+                for part in split_group(g, self.score_rows):
+                    rows.append(part)
+                    where.append((start + r, col))
+                    col += len(part.suffixes)
+            for idx in batches_by_tokens([r.length for r in rows], self.max_tokens):
+                m = self.margins([rows[i] for i in idx]).cpu().numpy()
+                at = 0
+                for i in idx:
+                    r, col = where[i]
+                    n = len(rows[i].suffixes)
+                    out[r, col:col + n] = m[at:at + n]
+                    at += n
+        return out
+
+    def valid_set(self, data, n_users: int, n_negatives: int, rng: np.random.Generator):
+        """Validation users drawn ONCE per fit: (users, candidates [U, 1 + n], labels), the positive first."""
+        vc = data.valid_candidates
+        if not n_users or vc is None:
+            return None
+        rows = np.sort(rng.choice(len(vc.users), size=min(n_users, len(vc.users)), replace=False))
+        sub = vc.subset(rows)
+        items = []
+        for cand, lab in zip(sub.items, sub.labels):
+            items.append(np.concatenate([cand[lab], cand[~lab][:n_negatives]]))
+        items = np.stack(items)
+        labels = np.zeros(items.shape, dtype=bool)
+        labels[:, 0] = True
+        return sub.users, items, labels
+
+    def validate(self, data, vset, score_fn=None) -> dict:
+        users, items, labels = vset
+        counter = (self.answers.prompts, self.answers.valid, self.answers.yes)
+        scores = (score_fn or (lambda u, c: self.score(data, u, c, "valid")))(users, items)
+        self.answers.prompts, self.answers.valid, self.answers.yes = counter  # validation is not the test's answers
+        m = evaluate_sampled(scores, labels).metrics
+        return {"valid_gauc": m["gauc"], "valid_auc": m["auc"], "valid_ndcg@10": m["ndcg@10"]}
+
+
+@dataclass
+class Curve:
+    """A learning curve: training loss per step and validation metrics at each evaluation."""
+    every: int
+    steps: list
+    evals: list
+
+    def as_dict(self) -> dict:
+        return {"train_loss": self.steps, "valid": self.evals, "eval_every_steps": self.every}
+
+
+LOSSES = ("bce", "softmax")
+
+
+def group_loss(margins: torch.Tensor, labels: list[np.ndarray], loss: str) -> torch.Tensor:
+    """Summed loss of consecutive groups' margins: bce over every margin, or softmax (the cross-entropy of each
+    group's single positive among its candidates)."""
+    y = torch.tensor(np.concatenate(labels), dtype=torch.float32, device=margins.device)
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits(margins, y, reduction="sum")
+    if loss != "softmax":
+        raise ValueError(f"loss {loss!r}: valid: {', '.join(LOSSES)}")
+    out, at = margins.new_zeros(()), 0
+    for lab in labels:
+        m = margins[at:at + len(lab)]
+        out = out - torch.log_softmax(m, 0)[int(np.argmax(lab))]
+        at += len(lab)
+    return out
+
+
+def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[TrainGroup],
+             prompts_of: Callable[[TrainGroup, np.random.Generator], list[tuple[tuple, np.ndarray]]],
+             data, *, epochs: int, batch_groups: int, lr: float, weight_decay: float = 0.0, eval_every: int = 0,
+             vset=None, rng: np.random.Generator, max_minutes: float | None = None, train_modules=(),
+             name: str = "lm", loss: str = "bce", score_fn=None) -> dict:
+    """The one fine-tuning loop: BCE on yes/no margins of packed groups, gradient accumulation over micro-batches of
+    at most engine.max_tokens tokens, validation GAUC every `eval_every` steps on users drawn once, the best
+    validated state restored at the end. `prompts_of(group, rng)` -> [((PromptGroup, user, items), labels)]: the
+    prompts of one training group (GANPrompt adds attribute variants). Returns the record for fit_info_."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    holder = nn.ParameterList(params)  # BestOnValidation copies only the trained tensors, not the frozen LM
+    es = BestOnValidation(holder, max_minutes=max_minutes)
+    steps_per_epoch = math.ceil(len(groups) / batch_groups)
+    total = epochs * steps_per_epoch
+    every = eval_every or steps_per_epoch
+    curve, stopped, step, t0 = Curve(every, [], []), "steps", 0, time.perf_counter()
+
+    def evaluate():
+        if vset is None:
+            return
+        engine.model.eval()
+        for m in train_modules:
+            m.eval()
+        entry = {"step": step, "elapsed_s": round(time.perf_counter() - t0, 1),
+                 **engine.validate(data, vset, score_fn)}
+        es.observe(step, entry["valid_gauc"])
+        curve.evals.append(entry)
+        data.log(f"{name} step {step}/{total}: valid GAUC {entry['valid_gauc']:.4f} AUC {entry['valid_auc']:.4f}")
+
+    evaluate()  # step 0: what the untrained model does
+    for epoch in range(epochs):
+        order = rng.permutation(len(groups))
+        for start in range(0, len(order), batch_groups):
+            engine.model.train()
+            for m in train_modules:
+                m.train()
+            batch = [p for i in order[start:start + batch_groups] for p in prompts_of(groups[i], rng)]
+            n = sum(len(lab) for _, lab in batch)
+            sizes = [len(pg.prefix) + sum(len(s) for s in pg.suffixes) for (pg, _, _), _ in batch]
+            opt.zero_grad()
+            total_loss = 0.0
+            for idx in batches_by_tokens(sizes, engine.max_tokens):
+                gs = engine.groups([batch[i][0] for i in idx], [batch[i][1] for i in idx])
+                margins = engine.margins(gs)
+                part = group_loss(margins, [batch[i][1] for i in idx], loss) / (n if loss == "bce" else len(batch))
+                part.backward()
+                total_loss += part.item()
+            opt.step()
+            step += 1
+            curve.steps.append(round(total_loss, 5))
+            if step % 5 == 0:
+                data.log(f"{name} step {step}/{total}: bce {np.mean(curve.steps[-5:]):.4f}")
+            if step % every == 0 or step == total:
+                evaluate()
+            if es.out_of_time():
+                stopped = "max_minutes"
+                break
+        if stopped != "steps":
+            break
+    if curve.evals and curve.evals[-1]["step"] != step:
+        evaluate()
+    es.restore()
+    engine.model.eval()
+    for m in train_modules:
+        m.eval()
+    best = max(curve.evals, key=lambda e: e["valid_gauc"]) if curve.evals else None
+    return {"steps": step, "steps_planned": total, "stopped_by": stopped, "budget_stopped": stopped == "max_minutes",
+            "best_step": best["step"] if best else None, "best_valid_gauc": best["valid_gauc"] if best else None,
+            "still_improving": bool(best and curve.evals and best["step"] == curve.evals[-1]["step"] and step > 0),
+            "curve": curve.as_dict(), "train_s": round(time.perf_counter() - t0, 1)}
+
