@@ -347,6 +347,14 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from bench.report.audit import audit, summary_lines
+    rep = audit(Path(args.out))
+    for line in summary_lines(rep):
+        print(line)
+    return 1 if rep.failures else 0
+
+
 def cmd_datasets(args) -> int:
     from tabulate import tabulate
     from bench.data.prepare import load_dataset
@@ -487,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--pair", default=None, help="two methods to test per variant, e.g. ganprompt,tallrec")
     rb.add_argument("--no-run", dest="run", action="store_false", help="only report stored results")
     rb.set_defaults(func=cmd_robustness)
+
+    au = sub.add_parser("audit", help="check the published results: invariants, one candidate file and user set per "
+                                      "(dataset, protocol, seed), clean provenance taken at the start, params vs "
+                                      "the current profile, compact per-user files; exit 1 on failure")
+    au.add_argument("--out", default="results", help="results root to audit (default: the published results/)")
+    au.set_defaults(func=cmd_audit)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
     lb.add_argument("--dataset", required=True)

@@ -207,7 +207,8 @@ def read_compact(path: Path) -> dict[str, np.ndarray]:
     """The compact per-user file -> users (tokens), rank, n_neg, gauc; a malformed file is a one-line error."""
     import pandas as pd
     try:
-        df = pd.read_csv(path, dtype={"user": str}, keep_default_na=False, compression="gzip")
+        df = pd.read_csv(path, dtype={"user": str}, keep_default_na=False, compression="gzip",
+                         float_precision="round_trip")
     except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
         raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
     missing = {"user", "rank", "n_candidates", "gauc"} - set(df.columns)

@@ -11,7 +11,8 @@ import numpy as np
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import read_json
-from bench.results import COMPACT_FILE, is_published, per_user_values, published_root
+from bench import results
+from bench.results import COMPACT_FILE, is_published, per_user_values
 
 COMPARED = "ndcg@10"
 IDENTICAL_TOL = 1e-12
@@ -25,7 +26,7 @@ def reference_of(folder: Path, out_root: Path) -> Path | None:
         rel = Path(folder).resolve().relative_to(Path(out_root).resolve())
     except ValueError:
         return None
-    return published_root() / rel
+    return results.published_root() / rel
 
 
 def compare_with_reference(folder: Path, out_root: Path) -> str | None:
@@ -42,7 +43,7 @@ def compare_with_reference(folder: Path, out_root: Path) -> str | None:
     note = " (the reference was budget-stopped: not reproducible)" if old.get("training", {}).get("budget_stopped") \
         else ""
     if all(d <= IDENTICAL_TOL for d in diffs.values()):
-        return f"identical to the reference {ref.relative_to(published_root().parent)}{note}"
+        return f"identical to the reference {ref.relative_to(results.published_root().parent)}{note}"
     if not (ref / COMPACT_FILE).is_file():
         return (f"differs from the reference by up to {max(diffs.values()):.4f} (|diff| over metrics); the reference "
                 f"has no {COMPACT_FILE}, so no paired test{note}")
