@@ -359,6 +359,7 @@ def cmd_datasets(args) -> int:
     from tabulate import tabulate
     from bench.data.prepare import load_dataset
     from bench.data.recipe import available_recipes, load_recipe
+    _check_data_root(args.data_root)
     rows = []
     names = _csv(args.dataset) if args.dataset else available_recipes()
     for name in names:
@@ -366,8 +367,11 @@ def cmd_datasets(args) -> int:
         paper = recipe.paper_counts or {}
         try:
             ds = load_dataset(recipe, data_root=args.data_root)
-        except (BenchError, FileNotFoundError) as exc:
-            rows.append([name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
+        except Exception as exc:  # noqa: BLE001 - a listing never shows a traceback; one row says what is wrong
+            if args.debug:
+                raise
+            why = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+            rows.append([name, "-", "-", "-", "-", "-", "unavailable: " + " ".join(why.split())])
             continue
         st = ds.stats()
         ref = f"paper: {paper['users']}/{paper['items']}/{paper['interactions']}" if paper else ""

@@ -136,13 +136,26 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
                        refit=force, provenance=provenance)
     except BaseException as exc:
         for i in pending:
-            if out[i][0] != "done":
+            if out[i][0] != "done" and not isinstance(exc, BenchError):
                 mark_failed(folders[i], exc)
         raise
     finally:
         for i in pending:
             (folders[i] / "running.json").unlink(missing_ok=True)
+            if out[i][0] != "done":
+                _remove_empty(folders[i], Path(root))
     return out
+
+
+def _remove_empty(folder: Path, root: Path) -> None:
+    """A deterministic error (bad input) leaves no partial cell behind: drop the cell's folders if nothing is in
+    them (a crash keeps its failed.json for `bench.py status`)."""
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def provenance_git(provenance: dict) -> dict:
