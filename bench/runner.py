@@ -42,12 +42,31 @@ class Cell:
         return get_method(self.method).from_profile(self.profile, **self.overrides)
 
 
+THREADS_ENV = "LLMREC_TORCH_THREADS"
+
+
+def torch_threads() -> int:
+    """Intra-op threads for training and scoring: 1 unless $LLMREC_TORCH_THREADS says otherwise. A fixed count, not
+    the machine's core count, because float reductions split over another number of threads can round differently;
+    and 1 because on a shared 2-core machine two spinning threads per job slowed SASRec 2.6x (11.6 vs 4.4 s per
+    batch of 256 on ml-100k at load average 10, measured with /tmp timing script, issue 12)."""
+    text = os.environ.get(THREADS_ENV, "1")
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise BenchError(f"${THREADS_ENV}={text!r}: expected a positive integer")
+    return n
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     try:
         import torch
         torch.manual_seed(seed)
+        torch.set_num_threads(torch_threads())
     except ImportError:
         pass
 
