@@ -30,7 +30,8 @@ class DIN(RecBoleMethod):
     recbole_model = "DIN"
     description = "deep interest network, target attention over the history (RecBole model + training)"
     Params = DINParams
-    # quick budget in epochs, not minutes (reproducible under any load): 4 epochs: what the old 8-minute cap allowed on `beauty` (2 shared cores)
+    # quick budget in epochs, not minutes (reproducible under any load):
+    # 4 epochs: what the old 8-minute cap allowed on `beauty` (2 shared cores)
     profiles = quick_profile(4)
     # RecBole refuses full-sort evaluation for value metrics; its own evaluation is never used here anyway
     extra_config = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},

@@ -190,3 +190,38 @@ def test_audit_passes_a_clean_publication_and_names_each_failure(published, tiny
     (folder / COMPACT_FILE).unlink()
     problems = " | ".join(p for _, p in audit_mod.audit(published).failures)
     assert f"{COMPACT_FILE} missing" in problems
+
+
+def test_trained_methods_show_a_bar_per_epoch(tmp_path, tiny_name):
+    import contextlib
+    from bench.training import showing_progress
+    bars = []
+
+    @contextlib.contextmanager
+    def sink(total, description):
+        bar = {"total": total, "description": description, "done": 0}
+        bars.append(bar)
+        yield lambda n=1: bar.__setitem__("done", bar["done"] + n)
+
+    with showing_progress(sink):
+        run_cell(Cell(tiny_name, "bpr", 0, overrides={"epochs": 2}), tmp_path, log=lambda m: None)
+    assert [b["description"] for b in bars] == ["bpr epoch 1/2", "bpr epoch 2/2"]
+    assert all(b["total"] > 0 and b["done"] == b["total"] for b in bars)
+
+
+def test_a_plain_run_writes_to_the_run_folder_and_never_into_results(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from bench.paths import PROJECT_ROOT
+    published = PROJECT_ROOT / "results"
+    before = sorted((p, p.stat().st_mtime_ns) for p in published.rglob("*")) if published.exists() else []
+    env = {**os.environ, "LLMREC_RESULTS": str(tmp_path / "mine")}
+    r = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench.py"), "run", "--methods", "random"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "mine" / "ml-100k").rglob("result.json")) and (tmp_path / "mine" / "ml-100k" /
+                                                                            "leaderboard-sampled-uniform-n99.md").is_file()
+    assert "  reference: " in r.stderr and ".py:" not in r.stderr   # compared; no source-location tags
+    after = sorted((p, p.stat().st_mtime_ns) for p in published.rglob("*")) if published.exists() else []
+    assert before == after
