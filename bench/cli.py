@@ -85,6 +85,13 @@ def cmd_run(args) -> int:
     if args.executor not in EXECUTORS:
         raise BenchError(f"--executor {args.executor!r}: valid: {', '.join(EXECUTORS)}")
     check_publishable(git_state(), Path(args.out))  # before any work; each cell checks again when it starts
+    from bench.data.candidates import check_negatives
+    from bench.data.prepare import load_dataset
+    for d in datasets:  # bad data and impossible protocols: one line for the run, not one per cell
+        ds = load_dataset(d, data_root=args.data_root)
+        for p in protocols:
+            if p.mode == "sampled":
+                check_negatives(ds, p.n_negatives)
     if not is_published(Path(args.out)):
         console.print(f"results go to the run folder {args.out}/ (git-ignored); `--out results` publishes")
     failed, finished, warned = [], 0, set()

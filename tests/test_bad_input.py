@@ -72,8 +72,8 @@ def test_malformed_data_is_one_line_naming_the_file(tmp_path, make, needles):
     out = tmp_path / "out"
     r = cli("run", "--dataset", str(recipe), "--methods", "pop", "--out", str(out))
     line = one_line(r, *needles)
-    assert "attempt" not in line and "retry" not in r.stderr.lower()   # deterministic: tried once
-    assert "nothing was saved" in r.stderr and "the others are saved" not in r.stderr
+    assert line.startswith("error: ") and r.returncode == 2   # found before any cell runs: one line for the run
+    assert "attempt" not in r.stderr and "the others are saved" not in r.stderr
     assert no_cells(out)
     listing = cli("datasets", "--dataset", str(recipe))
     assert listing.returncode == 0 and "Traceback" not in listing.stderr and "unavailable" in listing.stdout
@@ -109,3 +109,20 @@ def test_items_without_text_are_counted_and_warned(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"warning: 3 of {N_ITEMS} items of dataset t have no text" in r.stderr
     assert "cli.py:" not in r.stderr and "runner.py:" not in r.stderr   # no source-location tags
+
+
+def test_a_deterministic_cell_error_is_tried_once_and_leaves_no_cell(tmp_path, monkeypatch):
+    from bench.errors import BenchError
+    from bench.executors import run_local
+    from bench.runner import Cell
+    from methods.pop import Pop
+    calls = []
+
+    def broken(self, data):
+        calls.append(1)
+        raise BenchError("pop: the data cannot be used (a deterministic problem)")
+    monkeypatch.setattr(Pop, "fit", broken)
+    [outcome] = run_local([Cell("ml-100k", "pop", 0)], tmp_path, log=lambda m: None)
+    assert outcome.status == "failed" and outcome.attempts == 1 and len(calls) == 1
+    assert outcome.error == "pop: the data cannot be used (a deterministic problem)"
+    assert not list(tmp_path.rglob("seed0")) and not list(tmp_path.rglob("failed.json"))
