@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -9,7 +10,18 @@ from pathlib import Path
 
 from bench.errors import BenchError, MethodError
 
-DEFAULT_OUT = Path("results")
+RESULTS_ENV = "LLMREC_RESULTS"
+
+
+def default_out() -> str:
+    """Where runs and reports go unless --out says otherwise: a git-ignored run folder. The published reference
+    results (`results/`) are written only when asked for explicitly (--out results)."""
+    return os.environ.get(RESULTS_ENV) or "runs"
+
+
+def _check_data_root(data_root) -> None:
+    if data_root is not None and not Path(data_root).is_dir():
+        raise BenchError(f"--data-root {data_root}: no such folder")
 
 
 def _csv(text: str) -> list[str]:
@@ -43,9 +55,13 @@ def cmd_run(args) -> int:
     from bench.data.recipe import load_recipe
     from bench.method import PROFILES, get_method
     from bench.executors import EXECUTORS, run_local, run_ray
+    from bench.report.reference import compare_with_reference
     from bench.runner import Cell
 
-    console = Console(stderr=True)
+    from bench.results import check_publishable, git_state, is_published
+    from bench.training import showing_progress
+    console = Console(stderr=True, soft_wrap=True)  # one summary line per cell, never wrapped
+    _check_data_root(args.data_root)
     datasets = _csv(args.dataset)
     for d in datasets:
         load_recipe(d)  # unknown names fail here, before any work
@@ -68,23 +84,52 @@ def cmd_run(args) -> int:
              for m in methods]
     if args.executor not in EXECUTORS:
         raise BenchError(f"--executor {args.executor!r}: valid: {', '.join(EXECUTORS)}")
-    failed = []
+    check_publishable(git_state(), Path(args.out))  # before any work; each cell checks again when it starts
+    from bench.data.candidates import check_negatives
+    from bench.data.prepare import load_dataset
+    for d in datasets:  # bad data and impossible protocols: one line for the run, not one per cell
+        ds = load_dataset(d, data_root=args.data_root)
+        for p in protocols:
+            if p.mode == "sampled":
+                check_negatives(ds, p.n_negatives)
+    if not is_published(Path(args.out)):
+        console.print(f"results go to the run folder {args.out}/ (git-ignored); `--out results` publishes")
+    failed, finished, warned = [], 0, set()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("cells", total=len(cells))
         scoring = progress.add_task("scoring", total=None, visible=False)
 
+        @contextlib.contextmanager
+        def epoch_bar(total, description):
+            bar = progress.add_task(f"  {description}", total=total)
+            try:
+                yield lambda n=1: progress.advance(bar, n)
+            finally:
+                progress.remove_task(bar)
+
         def on_progress(stage, n, total):
             progress.update(scoring, total=total, advance=n, visible=True, description=f"  {stage} users")
 
         def on_outcome(o):
+            nonlocal finished
             if o.status == "failed":
                 failed.append(o)
-                progress.console.print(f"[red]failed[/] {o.cell.dataset} {o.cell.method} seed {o.cell.seed} "
-                                       f"after {o.attempts} attempt(s): {o.error}")
+                tries = f" after {o.attempts} attempts" if o.attempts > 1 else ""
+                progress.console.print(f"[red]failed[/] {o.cell.dataset} {o.cell.method} seed {o.cell.seed}{tries}: "
+                                       f"{o.error}", markup=True, highlight=False)
             for protocol, (status, result, folder) in zip(protocols, o.results):
+                finished += 1
                 progress.console.print(_summary(o.cell, protocol, status, result, folder,
                                                 (result or {}).get("timings", {}).get("total_s", 0.0)))
+                if status == "done":
+                    warning = _text_warning(result)
+                    if warning and result["dataset"]["name"] not in warned:
+                        warned.add(result["dataset"]["name"])
+                        progress.console.print(warning, highlight=False)
+                    line = compare_with_reference(Path(folder), Path(args.out))
+                    if line:
+                        progress.console.print(f"  reference: {line}", highlight=False)
             progress.update(scoring, completed=0, visible=False)
             progress.advance(task)
 
@@ -93,17 +138,25 @@ def cmd_run(args) -> int:
             run_ray(cells, Path(args.out), data_root=args.data_root, force=args.force, address=args.ray_address,
                     on_outcome=on_outcome)
         else:
-            for cell in cells:
-                progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
-                run_local([cell], Path(args.out), data_root=args.data_root, force=args.force, on_outcome=on_outcome,
-                          log=lambda msg: progress.console.log(msg), on_progress=on_progress)
+            with showing_progress(epoch_bar):
+                for cell in cells:
+                    progress.update(task, description=f"{cell.dataset} {cell.method} seed {cell.seed}")
+                    run_local([cell], Path(args.out), data_root=args.data_root, force=args.force,
+                              on_outcome=on_outcome, log=lambda msg: progress.console.print(msg, highlight=False),
+                              on_progress=on_progress)
     if failed:
-        console.print(f"[red]{len(failed)} cell(s) failed[/]; the others are saved. Re-run the same command to retry "
-                      "them; `bench.py status` lists every cell.")
-    if args.leaderboard:
+        saved = (f"the {finished} finished cell(s) are saved in {args.out}/" if finished else "nothing was saved")
+        console.print(f"[red]{len(failed)} cell(s) failed[/]; {saved}. Fix the cause and re-run the same command; "
+                      "finished cells are skipped.")
+    if args.leaderboard and finished:
         for d in datasets:
             for protocol in protocols:
-                _leaderboard(Path(args.out), d, protocol.tag, None, console)
+                try:
+                    _leaderboard(Path(args.out), d, protocol.tag, None, console)
+                except BenchError as exc:
+                    if not failed:
+                        raise
+                    console.print(f"no leaderboard for {d} {protocol.tag}: {exc}")
     return 1 if failed else 0
 
 
@@ -138,9 +191,22 @@ def _summary(cell, protocol, status, result, folder, seconds) -> str:
     m = result["metrics"]
     auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
     answers = (result.get("answers") or {}).get("greedy_answer_valid_rate")
+    stopped = (result.get("training") or {}).get("budget_stopped")
     return (f"[green]done[/] {head}: AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} "
             f"NDCG@10 {m['ndcg@10']:.4f} MRR {m['mrr']:.4f}"
-            + (f" greedy yes/no answers {answers:.1%}" if answers is not None else "") + f" ({seconds:.1f}s)")
+            + (f" greedy yes/no answers {answers:.1%}" if answers is not None else "") + f" ({seconds:.1f}s)"
+            + (" [yellow]budget-stopped by the wall-clock safety stop: not reproducible[/]" if stopped else ""))
+
+
+def _text_warning(result: dict) -> str | None:
+    """Items without text matter to text-based methods: said once per dataset in the run summary."""
+    ds = result.get("dataset") or {}
+    n = ds.get("items_without_text") or 0
+    if not n:
+        return None
+    total = (ds.get("stats") or {}).get("items", "?")
+    return (f"[yellow]warning[/]: {n} of {total} items of dataset {ds.get('name')} have no text "
+            f"(text fields used: {ds.get('text_source')}); text-based methods see an empty title for them")
 
 
 def _leaderboard(out: Path, dataset: str, protocol: str, target: str | None, console) -> None:
@@ -194,7 +260,7 @@ def cmd_diversity(args) -> int:
     ds = load_dataset(args.dataset, data_root=args.data_root)
     overrides = _overrides(args.set, [args.method])[args.method]
     method = get_method(args.method).from_profile(args.profile, **overrides)
-    data = FitData.from_dataset(ds, seed=args.seed, log=lambda m: console.log(m))
+    data = FitData.from_dataset(ds, seed=args.seed, log=lambda m: console.print(m, highlight=False))
     out = Path(args.out) / ds.name / "diversity" / f"{args.method}-{args.profile}-seed{args.seed}"
     result = run(data, method, out, n_eval=args.samples)
     print(result["markdown"])
@@ -232,7 +298,7 @@ def cmd_robustness(args) -> int:
             for seed in _seeds(args.seeds):
                 cell = Cell(args.dataset, m, seed, (protocol,), args.profile, overrides[m], variants=chosen)
                 outcomes = run_cell(cell, Path(args.out), data_root=args.data_root, force=args.force,
-                                    log=lambda msg: console.log(msg))
+                                    log=lambda msg: console.print(msg, highlight=False))
                 for v, (status, result, _) in zip(chosen, outcomes):
                     value = result["metrics"][args.metric] if result else None
                     console.print(f"{status} {m} seed {seed} {v.id}: "
@@ -288,10 +354,19 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from bench.report.audit import audit, summary_lines
+    rep = audit(Path(args.out))
+    for line in summary_lines(rep):
+        print(line)
+    return 1 if rep.failures else 0
+
+
 def cmd_datasets(args) -> int:
     from tabulate import tabulate
     from bench.data.prepare import load_dataset
     from bench.data.recipe import available_recipes, load_recipe
+    _check_data_root(args.data_root)
     rows = []
     names = _csv(args.dataset) if args.dataset else available_recipes()
     for name in names:
@@ -299,8 +374,11 @@ def cmd_datasets(args) -> int:
         paper = recipe.paper_counts or {}
         try:
             ds = load_dataset(recipe, data_root=args.data_root)
-        except (BenchError, FileNotFoundError) as exc:
-            rows.append([name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
+        except Exception as exc:  # noqa: BLE001 - a listing never shows a traceback; one row says what is wrong
+            if args.debug:
+                raise
+            why = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+            rows.append([name, "-", "-", "-", "-", "-", "unavailable: " + " ".join(why.split())])
             continue
         st = ds.stats()
         ref = f"paper: {paper['users']}/{paper['items']}/{paper['interactions']}" if paper else ""
@@ -341,7 +419,7 @@ def _run_args(r) -> None:
                    help="evaluate a seeded subsample of N test users, the same for every method (CPU budget for LLMs)")
     r.add_argument("--profile", default="quick", help="quick (CPU budget) or paper (the paper's settings, for a GPU)")
     r.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="override a method parameter")
-    r.add_argument("--out", default=str(DEFAULT_OUT), help="results root")
+    r.add_argument("--out", default=default_out(), help=f"results root (default: ${RESULTS_ENV} or runs/, git-ignored; `results` publishes)")
     r.add_argument("--data-root", default=None, help="folder holding the datasets (else $LLMREC_DATA_ROOT, else the recipe's)")
     r.add_argument("--force", action="store_true", help="re-run cells that are already finished")
 
@@ -373,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="every cell under the results root: done / running / interrupted / failed")
     st.add_argument("--dataset", default=None)
-    st.add_argument("--out", default=str(DEFAULT_OUT))
+    st.add_argument("--out", default=default_out())
     st.set_defaults(func=cmd_status)
 
     d = sub.add_parser("datasets", help="the paper's Table 1 columns for each recipe")
@@ -401,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--all-pairs", action="store_true", help="compare every pair of methods")
     sg.add_argument("--test", default="wilcoxon", help="test whose p-values are Holm-corrected: wilcoxon or ttest")
     sg.add_argument("--alpha", type=float, default=0.05)
-    sg.add_argument("--out", default=str(DEFAULT_OUT))
+    sg.add_argument("--out", default=default_out())
     sg.set_defaults(func=cmd_significance)
 
     dv = sub.add_parser("diversity", help="RQ2: encoder embeddings of the K+1 attribute variants before and after "
@@ -412,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--seed", type=int, default=0)
     dv.add_argument("--samples", type=int, default=60, help="evaluation samples (each with K+1 variants)")
     dv.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE")
-    dv.add_argument("--out", default=str(DEFAULT_OUT))
+    dv.add_argument("--out", default=default_out())
     dv.add_argument("--data-root", default=None)
     dv.set_defaults(func=cmd_diversity)
 
@@ -429,11 +507,17 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--no-run", dest="run", action="store_false", help="only report stored results")
     rb.set_defaults(func=cmd_robustness)
 
+    au = sub.add_parser("audit", help="check the published results: invariants, one candidate file and user set per "
+                                      "(dataset, protocol, seed), clean provenance taken at the start, params vs "
+                                      "the current profile, compact per-user files; exit 1 on failure")
+    au.add_argument("--out", default="results", help="results root to audit (default: the published results/)")
+    au.set_defaults(func=cmd_audit)
+
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results")
     lb.add_argument("--dataset", required=True)
     lb.add_argument("--protocol", default="sampled-uniform-n99", help="protocol tag: sampled-<sampler>-n<N> or full")
     lb.add_argument("--target", default=None, help="method whose Improvement (%%) over the best baseline is shown")
-    lb.add_argument("--out", default=str(DEFAULT_OUT))
+    lb.add_argument("--out", default=default_out())
     lb.set_defaults(func=cmd_leaderboard)
     return p
 

@@ -1,6 +1,7 @@
 """Executors: how a grid of cells runs. `local` runs them one after another in this process; `ray` makes each cell a
 Ray task with its CPU/GPU needs (no home-made scheduler). Both use the same run_cell (same atomic writer, same
-resume: finished cells are skipped); a failed cell is reported and retried once while the others go on."""
+resume: finished cells are skipped); a failed cell is reported and retried once while the others go on. Deterministic
+errors (BenchError: bad data, bad parameters, impossible protocols) fail the same way every time and are not retried."""
 from __future__ import annotations
 
 import os
@@ -43,6 +44,9 @@ def run_local(cells: list[Cell], root: Path, data_root=None, force: bool = False
                 break
             except (KeyboardInterrupt, SystemExit):
                 raise
+            except BenchError as exc:  # deterministic: a retry would fail the same way
+                outcome = Outcome(cell, "failed", [], str(exc), attempts=attempt)
+                break
             except Exception as exc:  # noqa: BLE001 - a failed cell must not stop the grid
                 outcome = Outcome(cell, "failed", [], f"{type(exc).__name__}: {exc}", attempts=attempt)
                 log(f"cell {cell.dataset} {cell.method} seed {cell.seed} failed (attempt {attempt}): {outcome.error}")
@@ -93,13 +97,14 @@ def run_ray(cells: list[Cell], root: Path, data_root=None, force: bool = False, 
                 status = "skipped" if all(s == "skipped" for s, _, _ in res) else "done"
                 outcome = Outcome(cell, status, [(s, r, Path(f)) for s, r, f in res], attempts=attempt)
             except Exception as exc:  # noqa: BLE001 - task errors (and dead workers) come back here
-                if attempt <= retries:
+                cause = getattr(exc, "cause", None) or exc
+                if attempt <= retries and not isinstance(cause, BenchError):
                     again = task.options(max_retries=0, **resources_of(cell, gpus)).remote(cell, root_s, data_root,
                                                                                            force)
                     pending[again] = (cell, attempt + 1)
                     continue
-                cause = getattr(exc, "cause", None) or exc
-                outcome = Outcome(cell, "failed", [], f"{type(cause).__name__}: {cause}"[:500], attempts=attempt)
+                error = str(cause) if isinstance(cause, BenchError) else f"{type(cause).__name__}: {cause}"
+                outcome = Outcome(cell, "failed", [], error[:500], attempts=attempt)
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)

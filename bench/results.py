@@ -2,13 +2,18 @@
 
 A cell = (dataset, method + params, seed, protocol). Its folder:
   <root>/<dataset>/<protocol>/<method>/<params_hash>/seed<seed>/
-      per_user.npz   written first
-      result.json    written last and atomically: its presence means the cell is finished
+      per_user.npz      written first (local artifact: candidates and scores; git-ignored)
+      per_user.csv.gz   compact per-user file (user token, rank, candidates, GAUC): committed with published cells;
+                        every metric but pooled AUC and every significance test recompute from it
+      result.json       written last and atomically: its presence means the cell is finished
 """
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
+import hashlib
 import importlib.metadata
+import io
 import os
 import platform
 import re
@@ -20,11 +25,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from bench.errors import BenchError
-from bench.evaluate import chance_metrics
-from bench.io import read_json, sha256_json, write_json, write_npz
+from bench.evaluate import chance_metrics, evaluate_full, per_user_from_ranks
+from bench.io import _atomic, read_json, sha256_json, write_json, write_npz
 from bench.paths import PROJECT_ROOT
 
 SCHEMA_VERSION = 1
+# The --users subsample is drawn from this fixed seed, never from the run seed, so every seed of every method scores
+# the same users and pooling seeds pairs them all. 0 reproduces the subsample that seed-0 cells drew before.
+SUBSAMPLE_SEED = 0
+COMPACT_FILE = "per_user.csv.gz"
+PUBLISHED_DIR = "results"   # the tracked reference results; everything else (runs/, $LLMREC_RESULTS) is a run folder
 PACKAGES = ("torch", "recbole", "numpy", "pandas", "scipy", "scikit-learn", "transformers", "peft", "llmrec-bench")
 
 
@@ -58,18 +68,22 @@ class Protocol:
     def to_dict(self) -> dict:
         users = {"max_users": self.max_users,
                  "users": "all test users" if not self.max_users else
-                 "seeded subsample of test users, the same for every method (seed = run seed)"}
+                 f"subsample of test users drawn with the fixed subsample seed {SUBSAMPLE_SEED}, the same for "
+                 "every method and every run seed"}
+        if self.max_users:
+            users["subsample_seed"] = SUBSAMPLE_SEED
         if self.mode == "full":
             return {"mode": "full", **users,
                     "masking": "each user's earlier items (history) are excluded; the target never is"}
         return {"mode": "sampled", "sampler": self.sampler, "n_negatives": self.n_negatives, **users,
                 "negatives": "never an item the user interacted with in any split; positive at a random column"}
 
-    def user_rows(self, n_users: int, seed: int) -> np.ndarray:
-        """Indices of the evaluated users: all, or a seeded subsample that depends only on (seed, n_users)."""
+    def user_rows(self, n_users: int, seed: int | None = None) -> np.ndarray:
+        """Indices of the evaluated users: all, or a subsample that depends only on n_users and SUBSAMPLE_SEED.
+        `seed` (the run seed) is accepted for old callers and ignored: pooled seeds must pair the same users."""
         if not self.max_users or self.max_users >= n_users:
             return np.arange(n_users)
-        rng = np.random.default_rng([seed, 7919])
+        rng = np.random.default_rng([SUBSAMPLE_SEED, 7919])
         return np.sort(rng.choice(n_users, size=self.max_users, replace=False))
 
 
@@ -102,19 +116,68 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, timeout=30)
+
+
+# Published results are outputs, not code: writing them must not make the tree look dirty to the next cell.
+_NOT_CODE = (f":(exclude){PUBLISHED_DIR}",)
+
+
 def git_state() -> dict[str, Any]:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    """Commit, dirty flag and a hash of what differs from it (`git diff HEAD` plus the content of untracked files
+    that are not ignored), outside the published results folder. Taken when a cell starts."""
     try:
-        head = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        head = _git("rev-parse", "HEAD")
+        status = _git("status", "--porcelain", "--untracked-files=all", "--", ".", *_NOT_CODE)
+        if head.returncode or status.returncode:
+            return {"commit": None, "dirty": None, "diff_sha256": None}
+        dirty = bool(status.stdout.strip())
+        digest = None
+        if dirty:
+            h = hashlib.sha256(_git("diff", "HEAD", "--binary", "--", ".", *_NOT_CODE).stdout)
+            untracked = _git("ls-files", "--others", "--exclude-standard", "-z", "--", ".", *_NOT_CODE).stdout
+            for name in sorted(n for n in untracked.split(b"\0") if n):
+                h.update(b"\0" + name + b"\0")
+                try:
+                    h.update((PROJECT_ROOT / name.decode()).read_bytes())
+                except OSError:
+                    h.update(b"<unreadable>")
+            digest = h.hexdigest()
     except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip() or None if head.returncode == 0 else None,
-            "dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
+        return {"commit": None, "dirty": None, "diff_sha256": None}
+    return {"commit": head.stdout.decode().strip() or None, "dirty": dirty, "diff_sha256": digest}
 
 
-def environment(device: str = "cpu") -> dict[str, Any]:
+def commit_exists(commit: str) -> bool:
+    """Whether `commit` is a commit this repository's history contains."""
+    try:
+        return _git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def published_root() -> Path:
+    return PROJECT_ROOT / PUBLISHED_DIR
+
+
+def is_published(root: Path) -> bool:
+    """True when `root` is (inside) the tracked reference results folder."""
+    root, pub = Path(root).resolve(), published_root().resolve()
+    return root == pub or pub in root.parents
+
+
+def check_publishable(state: dict, root: Path) -> None:
+    """A cell that ran on an uncommitted tree cannot go into the published results."""
+    if not is_published(root):
+        return
+    if not state.get("commit") or state.get("dirty") is not False:
+        why = "the working tree has uncommitted changes" if state.get("dirty") else "the git state is unknown"
+        raise BenchError(f"refusing to publish into {root}: {why} (commit them, or write to a run folder: "
+                         "leave --out at its default)")
+
+
+def environment(device: str = "cpu", git: dict | None = None) -> dict[str, Any]:
     threads = None
     try:
         import torch
@@ -122,11 +185,58 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     except ImportError:
         pass
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "device": device, "packages": package_versions(), "git": git_state()}
+            "torch_threads": threads, "device": device, "packages": package_versions(),
+            "git": git if git is not None else git_state()}
+
+
+def write_compact(path: Path, user_tokens: np.ndarray, rank: np.ndarray, n_neg: np.ndarray, gauc: np.ndarray
+                  ) -> None:
+    """user,rank,n_candidates,gauc per line; floats as repr (round-trips exactly); gzip without a timestamp, so the
+    same values always give the same bytes."""
+    lines = ["user,rank,n_candidates,gauc"]
+    for u, r, n, g in zip(user_tokens, rank, n_neg, gauc):
+        u = str(u)
+        if any(c in u for c in ',"\n\r'):
+            u = '"' + u.replace('"', '""') + '"'
+        lines.append(f"{u},{int(r)},{int(n) + 1},{float(g)!r}")
+    text = ("\n".join(lines) + "\n").encode()
+    _atomic(path, lambda fh: fh.write(gzip.compress(text, compresslevel=9, mtime=0)))
+
+
+def read_compact(path: Path) -> dict[str, np.ndarray]:
+    """The compact per-user file -> users (tokens), rank, n_neg, gauc; a malformed file is a one-line error."""
+    import pandas as pd
+    try:
+        df = pd.read_csv(path, dtype={"user": str}, keep_default_na=False, compression="gzip",
+                         float_precision="round_trip")
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
+        raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    missing = {"user", "rank", "n_candidates", "gauc"} - set(df.columns)
+    if missing:
+        raise BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return {"users": df["user"].to_numpy(dtype=str), "rank": df["rank"].to_numpy(np.int64),
+            "n_neg": df["n_candidates"].to_numpy(np.int64) - 1, "gauc": df["gauc"].to_numpy(np.float64)}
+
+
+def per_user_values(folder: Path, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user tokens, per-user values of `metric`) from the compact file, i.e. from what is in git."""
+    path = Path(folder) / COMPACT_FILE
+    if not path.is_file():
+        raise BenchError(f"{path} is missing: significance tests read the compact per-user file that published "
+                         "cells commit")
+    z = read_compact(path)
+    values = z["gauc"] if metric == "gauc" else per_user_from_ranks(z["rank"], z["n_neg"], z["gauc"]).get(metric)
+    if values is None:
+        raise BenchError(f"{path}: no per-user values for metric {metric!r}")
+    if len(np.unique(z["users"])) != len(z["users"]):
+        raise BenchError(f"{path}: a user appears twice")
+    return z["users"], values
 
 
 def write_cell(folder: Path, result: dict, per_user: dict[str, np.ndarray]) -> None:
     write_npz(folder / "per_user.npz", **per_user)
+    tokens = np.asarray(per_user["user_tokens"])[np.asarray(per_user["users"], dtype=np.int64)]
+    write_compact(folder / COMPACT_FILE, tokens, per_user["rank"], per_user["n_neg"], per_user["gauc"])
     result = {"schema_version": SCHEMA_VERSION, **result,
               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json(folder / "result.json", result)
@@ -151,11 +261,19 @@ def iter_results(root: Path, dataset: str | None = None) -> Iterator[tuple[Path,
             continue
 
 
-def recompute_metrics(folder: Path) -> dict:
-    """Recompute every metric from the per-user file alone (what a reader of the results can do)."""
-    from bench.evaluate import evaluate_full, evaluate_sampled
+def recompute_metrics(folder: Path, source: str = "auto") -> dict:
+    """Recompute every metric from a per-user file alone (what a reader of the results can do). source: "npz" (the
+    local file with scores: every metric), "compact" (the committed per_user.csv.gz: every metric but pooled AUC,
+    which needs the scores and is returned as None), "auto" (npz where it exists, else compact)."""
+    from bench.evaluate import evaluate_sampled
     from bench.io import load_npz
-    z = load_npz(Path(folder) / "per_user.npz")
-    if "scores" in z:
-        return evaluate_sampled(z["scores"], z["candidates"] == z["target"][:, None]).metrics
+    folder = Path(folder)
+    if source not in ("auto", "npz", "compact"):
+        raise BenchError(f"recompute_metrics: source {source!r}; valid: auto, npz, compact")
+    if source == "npz" or (source == "auto" and (folder / "per_user.npz").is_file()):
+        z = load_npz(folder / "per_user.npz")
+        if "scores" in z:
+            return evaluate_sampled(z["scores"], z["candidates"] == z["target"][:, None]).metrics
+        return evaluate_full(z["rank"], z["n_neg"], z["gauc"]).metrics
+    z = read_compact(folder / COMPACT_FILE)
     return evaluate_full(z["rank"], z["n_neg"], z["gauc"]).metrics

@@ -12,15 +12,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.data.candidates import file_digest, get_candidates
+from bench.data.candidates import check_negatives, file_digest, get_candidates, max_negatives
 from bench.data.prepare import SeqDataset, load_dataset
 from bench.data.view import FitData
 from bench.evaluate import Evaluation, evaluate_full, evaluate_sampled, full_ranks
-from bench.errors import MethodError
+from bench.errors import BenchError, MethodError
 from bench.fits import fit_dir, fit_or_load
 from bench.method import Method, get_method
 from bench.io import write_json
-from bench.results import Protocol, cell_dir, environment, is_finished, params_hash, write_cell
+from bench.results import (Protocol, cell_dir, check_publishable, environment, git_state, is_finished, is_published,
+                           params_hash, write_cell)
+from bench.training import budget_stopped, recording_budget_stops
 
 SCORE_BATCH = 512  # users per score() call in sampled mode
 FULL_BATCH = 256   # users per score_full() call: 256 x 18k items x 8 bytes ~ 37 MB, far inside 4 GiB
@@ -40,19 +42,47 @@ class Cell:
         return get_method(self.method).from_profile(self.profile, **self.overrides)
 
 
+THREADS_ENV = "LLMREC_TORCH_THREADS"
+
+
+def torch_threads() -> int:
+    """Intra-op threads for training and scoring: 1 unless $LLMREC_TORCH_THREADS says otherwise. A fixed count, not
+    the machine's core count, because float reductions split over another number of threads can round differently;
+    and 1 because on a shared 2-core machine two spinning threads per job slowed SASRec 2.6x (11.6 vs 4.4 s per
+    batch of 256 on ml-100k at load average 10, measured with /tmp timing script, issue 12)."""
+    text = os.environ.get(THREADS_ENV, "1")
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise BenchError(f"${THREADS_ENV}={text!r}: expected a positive integer")
+    return n
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     try:
         import torch
         torch.manual_seed(seed)
+        torch.set_num_threads(torch_threads())
     except ImportError:
         pass
 
 
 # Early stopping always uses these validation candidates, whatever the test protocols: the trained model does not
-# depend on how it is tested, so one fit serves every protocol of a cell.
+# depend on how it is tested, so one fit serves every protocol of a cell. Datasets too small for 99 negatives per
+# user get as many as every user can have (`valid_protocol`); the result records which.
 VALID_PROTOCOL = Protocol("sampled", "uniform", 99)
+
+
+def valid_protocol(ds: SeqDataset) -> Protocol:
+    return Protocol("sampled", "uniform", min(VALID_PROTOCOL.n_negatives, max_negatives(ds)))
+
+
+def items_without_text(ds: SeqDataset) -> int:
+    return sum(1 for t in ds.item_text if not str(t).strip())
 
 
 def score_sampled(method: Method, users: np.ndarray, items: np.ndarray, split: str,
@@ -93,6 +123,9 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     """Train the cell's method once and score it under each of the cell's protocols (one results folder each).
     Returns, per protocol, ("skipped" | "done", result, folder); finished protocols are skipped."""
     t_start = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    git_start = git_state()   # provenance of the code that runs, taken before any work
+    check_publishable(git_start, root)
     ds = load_dataset(cell.dataset, data_root=data_root)
     method = cell.build_method()
     params = method.get_params()
@@ -112,20 +145,40 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     for i in pending:
         if targets[i][0].mode == "full" and not method.supports_full:
             raise MethodError(f"method {method.name} does not support full ranking")
+        if targets[i][0].mode == "sampled":
+            check_negatives(ds, targets[i][0].n_negatives)
+    provenance = {"taken": "cell start", "started": started, **git_start}
     for i in pending:
         mark_running(folders[i])
     try:
         _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress,
-                       refit=force)
+                       refit=force, provenance=provenance)
     except BaseException as exc:
         for i in pending:
-            if out[i][0] != "done":
+            if out[i][0] != "done" and not isinstance(exc, BenchError):
                 mark_failed(folders[i], exc)
         raise
     finally:
         for i in pending:
             (folders[i] / "running.json").unlink(missing_ok=True)
+            if out[i][0] != "done":
+                _remove_empty(folders[i], Path(root))
     return out
+
+
+def _remove_empty(folder: Path, root: Path) -> None:
+    """A deterministic error (bad input) leaves no partial cell behind: drop the cell's folders if nothing is in
+    them (a crash keeps its failed.json for `bench.py status`)."""
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def provenance_git(provenance: dict) -> dict:
+    return {k: provenance.get(k) for k in ("commit", "dirty", "diff_sha256")}
 
 
 def mark_running(folder: Path) -> None:
@@ -140,30 +193,45 @@ def mark_failed(folder: Path, exc: BaseException) -> None:
 
 
 def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress,
-                   refit: bool = False) -> None:
+                   refit: bool = False, provenance: dict | None = None) -> None:
     """Fit once (or load the saved fit, for methods that can save one), then score and write every pending target;
     fills `out` as cells finish."""
-    valid_c, valid_path = get_candidates(root, ds, "valid", VALID_PROTOCOL.n_negatives, VALID_PROTOCOL.sampler,
-                                         cell.seed)
+    vp = valid_protocol(ds)
+    valid_c, valid_path = get_candidates(root, ds, "valid", vp.n_negatives, vp.sampler, cell.seed)
     data = FitData.from_dataset(ds, valid_candidates=valid_c, seed=cell.seed, log=log)
     seed_everything(cell.seed)
-    method, fit = fit_or_load(method, data, fit_dir(root, ds.name, cell.method, params, cell.seed), ds.fingerprint,
-                              refit=refit, log=log)
+    with recording_budget_stops() as stops:
+        method, fit = fit_or_load(method, data, fit_dir(root, ds.name, cell.method, params, cell.seed),
+                                  ds.fingerprint, refit=refit, log=log)
+    fit_info = getattr(method, "fit_info_", {})
+    if provenance is None:
+        provenance = {"taken": "cell start", **git_state()}
+    if is_published(root):  # the code must not have changed while the cell ran
+        end = git_state()
+        if (end.get("commit"), end.get("dirty")) != (provenance.get("commit"), provenance.get("dirty")):
+            raise BenchError(f"refusing to publish into {root}: the working tree changed while the cell ran "
+                             f"(commit {provenance.get('commit')} at the start, {end.get('commit')} dirty="
+                             f"{end.get('dirty')} at the end)")
     common = {
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint, "recipe": ds.recipe, "stats": ds.stats(),
                     "text_source": ds.text_source},
         "method": {"name": method.name, "kind": method.kind, "profile": cell.profile, "params": params,
                    "params_hash": params_hash(params), "overrides": cell.overrides},
         "seed": cell.seed,
-        "training": {**getattr(method, "fit_info_", {}),
+        "training": {**fit_info,
+                     "budget_stopped": budget_stopped(fit_info, stops),
+                     "budget_stops": list(stops),
                      "fit_reused_from": os.path.relpath(fit["reused_from"], root) if fit["reused_from"] else None},
-        "environment": environment(getattr(method, "device_", "cpu")),
+        "provenance": provenance,
+        "environment": environment(getattr(method, "device_", "cpu"), git=provenance_git(provenance)),
     }
+    n_no_text = items_without_text(ds)
+    common["dataset"]["items_without_text"] = n_no_text
     for i in pending:
         protocol, variant, folder = targets[i]
         if variant is not None:
             method.set_prompt(variant.template, variant.style)
-        progress = (lambda n: on_progress("score", n, len(protocol.user_rows(ds.n_users, cell.seed)))
+        progress = (lambda n: on_progress("score", n, len(protocol.user_rows(ds.n_users)))
                     if on_progress else None)
         answers = method.answer_counter()
         if answers is not None:
@@ -172,7 +240,7 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
         info = protocol.to_dict()
         if protocol.mode == "sampled":
             test_c, test_path = get_candidates(root, ds, "test", protocol.n_negatives, protocol.sampler, cell.seed)
-            test_c = test_c.subset(protocol.user_rows(ds.n_users, cell.seed))
+            test_c = test_c.subset(protocol.user_rows(ds.n_users))
             scores = score_sampled(method, test_c.users, test_c.items, "test", on_batch=progress)
             score_s = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -180,7 +248,7 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
             per_user = {"users": test_c.users, "target": test_c.target, "candidates": test_c.items, "scores": scores}
             info.update(candidates_file=str(test_path.relative_to(root)), candidates_sha256=file_digest(test_path))
         else:
-            users = protocol.user_rows(ds.n_users, cell.seed)
+            users = protocol.user_rows(ds.n_users)
             ev, target = evaluate_method_full(method, data, ds, "test", users, on_batch=progress)
             score_s = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -190,7 +258,8 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
         per_user["item_tokens"] = np.array(ds.item_tokens)
         per_user["user_tokens"] = np.array(ds.user_tokens)
         info.update(seed=cell.seed, split="test", leave_one_out="last item test, second-last validation",
-                    valid_candidates_file=str(valid_path.relative_to(root)), early_stopping=VALID_PROTOCOL.tag,
+                    valid_candidates_file=str(valid_path.relative_to(root)), early_stopping=vp.tag,
+                    valid_negatives=vp.n_negatives,
                     tie_policy="ranks pessimistic (ties count against the positive); AUC/GAUC count ties as 1/2")
         if variant is not None:
             info["prompt"] = {"variant": variant.id, "level": variant.level, "template": variant.template.id,

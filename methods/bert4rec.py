@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.recbole_adapter import RecBoleMethod, RecBoleParams
+from bench.recbole_adapter import RecBoleMethod, RecBoleParams, quick_profile
 
 
 @dataclass
@@ -25,4 +25,7 @@ class BERT4Rec(RecBoleMethod):
     recbole_model = "BERT4Rec"
     description = "bidirectional transformer with masked-item training (RecBole model + training)"
     Params = BERT4RecParams
+    # quick budget in epochs, not minutes (reproducible under any load):
+    # 7 epochs: what the old 8-minute cap allowed on `beauty` (2 shared cores)
+    profiles = quick_profile(7)
     extra_config = {"train_neg_sample_args": None, "transform": "mask_itemseq", "ft_ratio": 0.5}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.recbole_adapter import RecBoleMethod, RecBoleParams
+from bench.recbole_adapter import RecBoleMethod, RecBoleParams, quick_profile
 
 
 @dataclass
@@ -30,6 +30,9 @@ class DIN(RecBoleMethod):
     recbole_model = "DIN"
     description = "deep interest network, target attention over the history (RecBole model + training)"
     Params = DINParams
+    # quick budget in epochs, not minutes (reproducible under any load):
+    # 4 epochs: what the old 8-minute cap allowed on `beauty` (2 shared cores)
+    profiles = quick_profile(4)
     # RecBole refuses full-sort evaluation for value metrics; its own evaluation is never used here anyway
     extra_config = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
                     "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "labeled"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.recbole_adapter import RecBoleMethod, RecBoleParams
+from bench.recbole_adapter import RecBoleMethod, RecBoleParams, quick_profile
 
 
 @dataclass
@@ -22,4 +22,7 @@ class GRU4Rec(RecBoleMethod):
     recbole_model = "GRU4Rec"
     description = "GRU session/sequential recommender (RecBole model + training)"
     Params = GRU4RecParams
+    # quick budget in epochs, not minutes (reproducible under any load):
+    # 18 epochs: what the old 8-minute cap allowed on `beauty` (2 shared cores)
+    profiles = quick_profile(18)
     extra_config = {"train_neg_sample_args": None}

@@ -79,14 +79,15 @@ def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
 
 
 def _fake_per_user(tmp_path, spec, n=40):
-    """spec: {(method, variant): per-user values} -> the per_user mapping the report reads."""
-    from bench.io import write_npz
+    """spec: {(method, variant): per-user values in [0, 1]} -> the per_user mapping the report reads: a compact
+    per-user file per cell whose ranks follow the values (rank round(30 (1 - v)) of 100 candidates)."""
+    from bench.results import write_compact
     out = {}
     for (m, v), values in spec.items():
-        f = tmp_path / m / v / "per_user.npz"
-        f.parent.mkdir(parents=True)
-        write_npz(f, users=np.arange(n), **{"ndcg@10": np.asarray(values, dtype=np.float64)})
-        out[(m, v, 0)] = f
+        folder = tmp_path / m / v
+        rank = np.rint(30 * (1 - np.clip(values, 0, 1))).astype(np.int64)
+        write_compact(folder / "per_user.csv.gz", np.arange(n).astype(str), rank, np.full(n, 99), 1 - rank / 99)
+        out[(m, v, 0)] = folder
     return out
 
 
@@ -102,10 +103,12 @@ def test_drop_test_finds_the_method_that_loses_less_and_not_a_copy(tmp_path):
         spec[("t", v)] = seen - rng.uniform(0.2, 0.3, 40)    # a large drop
         spec[("c", v)] = spec[("g", v)]                      # an exact copy of g
     per_user = _fake_per_user(tmp_path, spec)
-    out = _drop_tests(_pooled(per_user, "ndcg@10"), levels, ("g", "t"), "seen-0").set_index("group")
+    pooled = _pooled(per_user, "mrr")
+    out = _drop_tests(pooled, levels, ("g", "t"), "seen-0").set_index("group")
     assert list(out.index) == ["unseen templates", "perturbations"]
     assert (out["verdict"] == "g drops less").all() and (out["ci_high"] < 0).all()
+    stored = {k: v for k, (_, v) in pooled.items()}   # the per-user MRR the compact files give
     assert out.at["unseen templates", "PDR t"] == pytest.approx(
-        1 - np.mean([spec[("t", v)].mean() for v in ("unseen-1", "unseen-2")]) / seen.mean())
-    same = _drop_tests(_pooled(per_user, "ndcg@10"), levels, ("g", "c"), "seen-0")
+        1 - np.mean([stored[("t", v)].mean() for v in ("unseen-1", "unseen-2")]) / stored[("t", "seen-0")].mean())
+    same = _drop_tests(_pooled(per_user, "mrr"), levels, ("g", "c"), "seen-0")
     assert (same["verdict"] == "n.s.").all() and (same["pdr_diff"] == 0).all()

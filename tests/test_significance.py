@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.io import write_json, write_npz
+from bench.io import write_json
+from bench.results import write_compact
 from bench.report.significance import compare, holm, load_per_user, paired_test
 
 PROTO = "sampled-uniform-n99"
@@ -10,11 +11,14 @@ PER_USER_KEYS = ("gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10",
 
 
 def fake(root, method, seed, values, kind="baseline", params_hash="abcd1234", users=None):
-    """A finished result folder whose per-user metrics are all `values` (clipped to [0, 1])."""
+    """A finished result folder with its compact per-user file: a user with value v (clipped to [0, 1]) ranks the
+    positive at round(20 (1 - v)) of 100 candidates, so a higher value is a better per-user metric."""
     values = np.clip(values, 0.0, 1.0)
     users = np.arange(len(values)) if users is None else users
     folder = root / "d" / PROTO / method / params_hash / f"seed{seed}"
-    write_npz(folder / "per_user.npz", users=users, **{k: values for k in PER_USER_KEYS})
+    rank = np.rint(20 * (1 - values)).astype(np.int64)
+    write_compact(folder / "per_user.csv.gz", np.asarray(users).astype(str), rank, np.full(len(rank), 99),
+                  1 - rank / 99)
     metrics = {"auc": float(values.mean()), **{k: float(values.mean()) for k in PER_USER_KEYS}}
     write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": params_hash},
                                         "seed": seed, "metrics": metrics, "dataset": {"fingerprint": "f"}})

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.prepare import SeqDataset
+from bench.errors import BenchError
 from bench.io import load_npz, sha256_file, write_npz
 
 SAMPLERS = ("uniform", "popularity")
@@ -45,6 +46,18 @@ def train_popularity(ds: SeqDataset) -> np.ndarray:
     return np.bincount(np.concatenate([s[:-2] for s in ds.seqs]), minlength=ds.n_items).astype(np.float64)
 
 
+def max_negatives(ds: SeqDataset) -> int:
+    """The most negatives every user can get: items minus the largest number of distinct items one user touched."""
+    return int(ds.n_items - max(len(np.unique(s)) for s in ds.seqs))
+
+
+def check_negatives(ds: SeqDataset, n_negatives: int) -> None:
+    allowed = max_negatives(ds)
+    if n_negatives > allowed:
+        raise BenchError(f"dataset {ds.name} has {ds.n_items} items and a user with {ds.n_items - allowed} of them, "
+                         f"so at most {allowed} negatives per user; asked for {n_negatives} (lower --negatives)")
+
+
 def draw(ds: SeqDataset, split: str, n_negatives: int, sampler: str, seed: int) -> Candidates:
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {SPLITS}")
@@ -55,6 +68,7 @@ def draw(ds: SeqDataset, split: str, n_negatives: int, sampler: str, seed: int) 
     if sampler == "popularity":
         weights = train_popularity(ds) + 1.0  # +1: items unseen in training can still be drawn
         weights /= weights.sum()
+    check_negatives(ds, n_negatives)
     target = targets_of(ds, split)
     out = np.empty((ds.n_users, n_negatives + 1), dtype=np.int64)
     for u, seq in enumerate(ds.seqs):

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.data.readers import RawData, read_raw
 from bench.data.recipe import Recipe, load_recipe
+from bench.errors import RecipeError
 from bench.io import load_npz, read_json, sha256_file, sha256_json, write_json, write_npz
 from bench.paths import cache_dir
 
@@ -63,7 +64,7 @@ def filter_interactions(raw: RawData, recipe: Recipe) -> pd.DataFrame:
     inter = raw.inter
     if recipe.rating_threshold is not None:
         if "rating" not in inter or inter["rating"].isna().all():
-            raise ValueError(f"recipe {recipe.name}: rating_threshold is set but the data has no ratings")
+            raise RecipeError(f"recipe {recipe.name}: rating_threshold is set but {_files(raw)} has no ratings")
         inter = inter[inter["rating"] >= recipe.rating_threshold]
     inter = kcore(inter, recipe.kcore)
     if recipe.subsample_users is not None and recipe.subsample_users < 1:
@@ -80,10 +81,17 @@ def filter_interactions(raw: RawData, recipe: Recipe) -> pd.DataFrame:
     return inter
 
 
+def _files(raw: RawData, which: int | None = None) -> str:
+    files = raw.files if which is None else raw.files[which:which + 1]
+    return ", ".join(str(f) for f in files) or "the data"
+
+
 def build(recipe: Recipe, raw: RawData, fingerprint: str) -> SeqDataset:
     inter = filter_interactions(raw, recipe).reset_index(drop=True)
     if inter.empty:
-        raise ValueError(f"recipe {recipe.name}: no interaction survives the filters")
+        raise RecipeError(f"recipe {recipe.name}: no interaction of {_files(raw)} survives the filters "
+                          f"({len(raw.inter)} read; rating >= {recipe.rating_threshold}, {recipe.kcore}-core, "
+                          "3+ items per user)")
     # chronological per user; stable sort keeps file order among equal times
     inter = inter.assign(_row=np.arange(len(inter))).sort_values(["user", "order", "_row"], kind="stable")
     user_tokens = sorted(inter["user"].unique())
@@ -111,8 +119,8 @@ def build(recipe: Recipe, raw: RawData, fingerprint: str) -> SeqDataset:
     attrs = {}
     if recipe.attribute_field:
         if recipe.attribute_field not in table.columns:
-            raise ValueError(f"recipe {recipe.name}: attribute_field {recipe.attribute_field!r} not in item file "
-                             f"(has {', '.join(table.columns)})")
+            raise RecipeError(f"recipe {recipe.name}: attribute_field {recipe.attribute_field!r} not in "
+                              f"{_files(raw, 1)} (has {', '.join(table.columns)})")
         col = table[recipe.attribute_field]
         attrs[recipe.attribute_field] = [str(col.get(t, "")).split() for t in item_tokens]
     return SeqDataset(name=recipe.name, fingerprint=fingerprint, recipe=recipe.to_dict(), user_tokens=user_tokens,
@@ -142,7 +150,7 @@ def fingerprint_of(recipe: Recipe, data_root=None) -> tuple[str, Path]:
     files = [folder / f for f in recipe.files.values() if f]
     for f in files:
         if not f.is_file():
-            raise FileNotFoundError(f"recipe {recipe.name}: data file {f} does not exist")
+            raise RecipeError(f"recipe {recipe.name}: data file {f} does not exist")
     key = {"recipe": recipe.identity(), "files": {f.name: sha256_file(f) for f in files}, "prep": PREP_VERSION}
     return sha256_json(key)[:16], folder
 

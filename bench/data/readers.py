@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +31,42 @@ def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
+@contextlib.contextmanager
+def file_errors(path: Path, where=lambda: None):
+    """Turn what a broken file raises while it is read (truncated gzip, bytes that are not UTF-8, an unreadable
+    file) into one line naming the file and, where known, the line (`where()` returns the current line number)."""
+    try:
+        yield
+    except DataFormatError:
+        raise
+    except UnicodeDecodeError as exc:
+        line, col = _first_non_utf8(path)
+        where_ = f"line {line}, byte {col}: " if line else ""
+        raise DataFormatError(f"{path}: {where_}byte 0x{exc.object[exc.start]:02x} is not UTF-8 (re-encode the file "
+                              "as UTF-8)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        line = where()
+        raise DataFormatError(f"{path}: {f'after line {line}: ' if line else ''}truncated or corrupt gzip data "
+                              f"({exc})") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _first_non_utf8(path: Path) -> tuple[int | None, int | None]:
+    """1-based line and byte column of the first byte that is not UTF-8 (plain files; None inside gzip)."""
+    if path.suffix == ".gz":
+        return None, None
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return lineno, exc.start + 1
+    return None, None
+
+
 def _atomic_header(path: Path) -> dict[str, str]:
-    with open(path, encoding="utf-8") as fh:
+    with file_errors(path), open(path, encoding="utf-8") as fh:
         header = fh.readline().rstrip("\n").split("\t")
     fields = {}
     for col, entry in enumerate(header, start=1):
@@ -51,8 +87,9 @@ def read_atomic_file(path: Path, required: tuple[str, ...] = ()) -> tuple[pd.Dat
         if name not in fields:
             raise DataFormatError(f"{path}: required column {name!r} missing from header (has {', '.join(fields)})")
     try:
-        df = pd.read_csv(path, sep="\t", header=0, names=list(fields), dtype=str, keep_default_na=False,
-                         quotechar='"', doublequote=True, engine="c")
+        with file_errors(path):
+            df = pd.read_csv(path, sep="\t", header=0, names=list(fields), dtype=str, keep_default_na=False,
+                             quotechar='"', doublequote=True, engine="c", encoding="utf-8")
     except pd.errors.ParserError as exc:
         raise DataFormatError(f"{path}: {str(exc).strip().splitlines()[-1]}") from None
     for name, ftype in fields.items():
@@ -105,7 +142,8 @@ def read_amazon2014(recipe: Recipe, folder: Path) -> RawData:
     rows = []
     if not reviews_path.is_file():
         raise DataFormatError(f"{reviews_path}: file not found")
-    with _open_text(reviews_path) as fh:
+    lineno = 0
+    with file_errors(reviews_path, lambda: lineno), _open_text(reviews_path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -128,7 +166,8 @@ def read_amazon2014(recipe: Recipe, folder: Path) -> RawData:
     meta = []
     if not meta_path.is_file():
         raise DataFormatError(f"{meta_path}: file not found")
-    with _open_text(meta_path) as fh:
+    lineno = 0
+    with file_errors(meta_path, lambda: lineno), _open_text(meta_path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -58,7 +58,11 @@ class Recipe:
         return {**defaults, **(self.columns or {})}
 
     def resolve_dir(self, data_root: str | os.PathLike | None = None) -> Path:
-        """The data folder. Precedence: --data-root, then $LLMREC_DATA_ROOT, then the recipe's default_root."""
+        """The data folder. Precedence: --data-root, then $LLMREC_DATA_ROOT, then the recipe's default_root. A given
+        data root that does not exist is an error even for recipes that do not read it (never silently ignored)."""
+        for given, what in ((data_root, "--data-root"), (os.environ.get(DATA_ROOT_ENV), f"${DATA_ROOT_ENV}")):
+            if given and not Path(given).is_dir():
+                raise RecipeError(f"{what} {given}: no such folder")
         if self.path.startswith("pkg:"):
             pkg, _, sub = self.path[4:].partition("/")
             spec = importlib.util.find_spec(pkg)

@@ -17,6 +17,7 @@ from bench.results import Protocol, iter_results, method_labels
 
 KIND_ORDER = {"baseline": 0, "text": 1, "llm": 2, "control": 3, "proposed": 4}
 HEADERS = {"auc": "AUC", "gauc": "GAUC", "mrr": "MRR"}
+BUDGET_MARK = " (budget-stopped)"
 
 
 def header(key: str) -> str:
@@ -35,6 +36,7 @@ class Leaderboard:
     best_baseline: dict[str, str]
     marks: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> label -> "†"
     significance_note: str = ""
+    budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
 
     def metrics(self) -> list[str]:
         return [m for m in METRIC_KEYS if self.mean[m].notna().any()]
@@ -54,7 +56,8 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
     for folder, res in iter_results(Path(root) / dataset / protocol):
         m = res["method"]
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
-                     "seed": res["seed"], **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
+                     "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
+                     **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
     if not rows:
         raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
                          f"run `bench.py run --dataset {dataset}` first")
@@ -77,7 +80,8 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     for m in METRIC_KEYS:
         col = mean[m].drop(index=[target] if target else []).dropna()
         best_baseline[m] = col.idxmax() if len(col) else None
-    lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline)
+    lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
+                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]))
     if significance and len(mean) > 1:
         _add_marks(lb, root)
     return lb
@@ -113,8 +117,8 @@ def _cell(lb: Leaderboard, label: str, m: str, style: str) -> str:
 
 def render(lb: Leaderboard, style: str) -> str:
     metrics = lb.metrics()
-    rows = [[label, *[_cell(lb, label, m, style) for m in metrics], int(lb.n_seeds[label])]
-            for label in lb.mean.index]
+    rows = [[label + (BUDGET_MARK if label in lb.budget_stopped else ""), *[_cell(lb, label, m, style) for m in metrics],
+             int(lb.n_seeds[label])] for label in lb.mean.index]
     imp = lb.improvement()
     if imp is not None:
         rows.append(["Improvement (%)", *[f"{imp[m]:+.2f}" if not pd.isna(imp[m]) else "-" for m in metrics], ""])
@@ -124,7 +128,9 @@ def render(lb: Leaderboard, style: str) -> str:
         legend = (f"\n\nDataset `{lb.dataset}`, protocol `{lb.protocol}`. Bold: best value; italic: best baseline"
                   + (f" (methods other than `{lb.target}`); Improvement: `{lb.target}` over the best baseline." if lb.target
                      else "; no target method chosen, so no Improvement row (use --target).")
-                  + " Mean ± std over seeds where there are several." + lb.significance_note + _chance_note(lb) + "\n")
+                  + " Mean ± std over seeds where there are several." + lb.significance_note + _chance_note(lb)
+                  + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
+                     "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n")
         return table + legend
     return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
 
@@ -141,6 +147,7 @@ def _chance_note(lb: Leaderboard) -> str:
 def to_csv(lb: Leaderboard) -> str:
     flat = lb.mean.join(lb.std, rsuffix="_std")
     flat["n_seeds"], flat["kind"] = lb.n_seeds, lb.kind
+    flat["budget_stopped"] = [label in lb.budget_stopped for label in flat.index]
     return flat.to_csv(index_label="method")
 
 

@@ -13,9 +13,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.io import load_npz, write_png, write_text
+from bench.io import write_png, write_text
 from bench.report.significance import holm, paired_test, pool_seeds
-from bench.results import Protocol, iter_results, method_labels
+from bench.results import Protocol, iter_results, method_labels, per_user_values
 
 GROUPS = {"unseen templates": ("template",), "perturbations": ("character", "word", "sentence", "format")}
 
@@ -82,7 +82,7 @@ def load(root: Path, dataset: str, protocol: str, metric: str) -> tuple[pd.DataF
         prompt = res["protocol"].get("prompt", {})
         rows.append({"method": name, "variant": prompt.get("variant"), "level": prompt.get("level"),
                      "seed": res["seed"], "value": res["metrics"][metric]})
-        per_user[(name, prompt.get("variant"), res["seed"])] = folder / "per_user.npz"
+        per_user[(name, prompt.get("variant"), res["seed"])] = folder
     return pd.DataFrame(rows), per_user
 
 
@@ -113,12 +113,11 @@ def build(root: Path, dataset: str, protocol: str, metric: str = "ndcg@10", pair
 
 
 def _pooled(per_user: dict, metric: str) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """(method, variant) -> (users, per-user metric averaged over seeds by user id, as significance pools it);
-    each per-user file is read once."""
+    """(method, variant) -> (users, per-user metric averaged over seeds by user token, as significance pools it),
+    from each cell's committed compact per-user file (read once)."""
     runs: dict = {}
-    for (m, v, seed), path in per_user.items():
-        z = load_npz(path)
-        runs.setdefault((m, v), {})[seed] = (z["users"].astype(np.int64), z[metric].astype(np.float64))
+    for (m, v, seed), folder in per_user.items():
+        runs.setdefault((m, v), {})[seed] = per_user_values(folder, "gauc" if metric == "auc" else metric)
     return {key: pool_seeds(f"{key[0]} under {key[1]}", seeds) for key, seeds in runs.items()}
 
 

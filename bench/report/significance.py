@@ -1,6 +1,7 @@
 """Paired significance tests between methods, from stored per-user results only (never retrains).
 
-Two methods are compared on the same users: each user's metric value (per_user.npz), averaged over the seeds
+Two methods are compared on the same users: each user's metric value (from the committed compact per-user file,
+per_user.csv.gz, so every test recomputes on a fresh clone; users are matched by token), averaged over the seeds
 a method has, is one paired observation. Reported per comparison: the paired t-test, the Wilcoxon signed-rank
 test, a seeded bootstrap 95% CI of the mean difference, Cohen's d for paired samples, and the chosen test's
 p-value after Holm's step-down correction across every comparison of the report.
@@ -21,9 +22,9 @@ from tabulate import tabulate
 
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
-from bench.io import load_npz, write_text
+from bench.io import write_text
 from bench.report.leaderboard import KIND_ORDER, header
-from bench.results import iter_results, method_labels
+from bench.results import iter_results, method_labels, per_user_values
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
 REFERENCE_KINDS = ("baseline", "text", "llm")
@@ -107,15 +108,7 @@ def _load(root, dataset: str, protocol_tag: str, metric: str) -> tuple[dict, dic
     kinds: dict[str, str] = {}
     labels = method_labels((name, h) for _, name, h, _, _ in cells)
     for (folder, _, _, kind, seed), label in zip(cells, labels):
-        path = folder / "per_user.npz"
-        if not path.is_file():
-            raise BenchError(f"{path} is missing: the per-user file is needed for significance tests")
-        z = load_npz(path)
-        if key not in z or "users" not in z:
-            raise BenchError(f"{path} has no {key!r} or 'users' array")
-        users, values = z["users"].astype(np.int64), z[key].astype(np.float64)
-        if len(np.unique(users)) != len(users) or users.shape != values.shape:
-            raise BenchError(f"{path}: 'users' has duplicates or does not align with {key!r}")
+        users, values = per_user_values(folder, key)
         per_user.setdefault(label, {})[seed] = (users, values)
         kinds[label] = kind
     return per_user, kinds
