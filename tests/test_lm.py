@@ -140,7 +140,6 @@ def test_finetune_loop_learns_a_separable_toy_task(tiny_ds):
     """The shared loop must move the model: on a handful of training groups seen repeatedly, the loss falls well
     below its start and training GAUC rises (a loop that silently trains nothing fails this)."""
     from bench.data.view import FitData
-    from bench.evaluate import evaluate_sampled
     from bench.method import get_method
     from tests.tiny_lm import TINY_LM
     data = FitData.from_dataset(tiny_ds, seed=0)

@@ -21,7 +21,7 @@ from bench.lm.packing import Group, batches_by_tokens, group_margins, split_grou
 from bench.lm.prompts import Encoded, PromptBuilder, PromptGroup
 from bench.lm.samples import TrainGroup
 from bench.lm.yesno import AnswerCounter, answer_token_ids
-from bench.training import BestOnValidation
+from bench.training import BestOnValidation, progress
 
 
 def add_lora(model, r: int, alpha: int, dropout: float, targets: str, layers: int = 0):
@@ -191,7 +191,7 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
     every = eval_every or steps_per_epoch
     curve, stopped, step, t0 = Curve(every, [], []), "steps", 0, time.perf_counter()
 
-    def evaluate():
+    def evaluate(step: int):
         if vset is None:
             return
         engine.model.eval()
@@ -203,38 +203,42 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
         curve.evals.append(entry)
         data.log(f"{name} step {step}/{total}: valid GAUC {entry['valid_gauc']:.4f} AUC {entry['valid_auc']:.4f}")
 
-    evaluate()  # step 0: what the untrained model does
+    def train_step(indices) -> float:
+        engine.model.train()
+        for m in train_modules:
+            m.train()
+        batch = [p for i in indices for p in prompts_of(groups[i], rng)]
+        n = sum(len(lab) for _, lab in batch)
+        sizes = [len(pg.prefix) + sum(len(s) for s in pg.suffixes) for (pg, _, _), _ in batch]
+        opt.zero_grad()
+        total_loss = 0.0
+        for idx in batches_by_tokens(sizes, engine.max_tokens):
+            margins = engine.margins(engine.groups([batch[i][0] for i in idx], [batch[i][1] for i in idx]))
+            part = group_loss(margins, [batch[i][1] for i in idx], loss) / (n if loss == "bce" else len(batch))
+            part.backward()
+            total_loss += part.item()
+        opt.step()
+        return total_loss
+
+    evaluate(0)  # step 0: what the untrained model does
     for epoch in range(epochs):
         order = rng.permutation(len(groups))
-        for start in range(0, len(order), batch_groups):
-            engine.model.train()
-            for m in train_modules:
-                m.train()
-            batch = [p for i in order[start:start + batch_groups] for p in prompts_of(groups[i], rng)]
-            n = sum(len(lab) for _, lab in batch)
-            sizes = [len(pg.prefix) + sum(len(s) for s in pg.suffixes) for (pg, _, _), _ in batch]
-            opt.zero_grad()
-            total_loss = 0.0
-            for idx in batches_by_tokens(sizes, engine.max_tokens):
-                gs = engine.groups([batch[i][0] for i in idx], [batch[i][1] for i in idx])
-                margins = engine.margins(gs)
-                part = group_loss(margins, [batch[i][1] for i in idx], loss) / (n if loss == "bce" else len(batch))
-                part.backward()
-                total_loss += part.item()
-            opt.step()
-            step += 1
-            curve.steps.append(round(total_loss, 5))
-            if step % 5 == 0:
-                data.log(f"{name} step {step}/{total}: bce {np.mean(curve.steps[-5:]):.4f}")
-            if step % every == 0 or step == total:
-                evaluate()
-            if es.out_of_time():
-                stopped = "max_minutes"
-                break
+        with progress(steps_per_epoch, f"{name} epoch {epoch + 1}/{epochs}") as advance:
+            for start in range(0, len(order), batch_groups):
+                curve.steps.append(round(train_step(order[start:start + batch_groups]), 5))
+                step += 1
+                advance(1)
+                if step % 5 == 0:
+                    data.log(f"{name} step {step}/{total}: {loss} {np.mean(curve.steps[-5:]):.4f}")
+                if step % every == 0 or step == total:
+                    evaluate(step)
+                if es.out_of_time():
+                    stopped = "max_minutes"
+                    break
         if stopped != "steps":
             break
     if curve.evals and curve.evals[-1]["step"] != step:
-        evaluate()
+        evaluate(step)
     es.restore()
     engine.model.eval()
     for m in train_modules:
@@ -244,4 +248,3 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
             "best_step": best["step"] if best else None, "best_valid_gauc": best["valid_gauc"] if best else None,
             "still_improving": bool(best and curve.evals and best["step"] == curve.evals[-1]["step"] and step > 0),
             "curve": curve.as_dict(), "train_s": round(time.perf_counter() - t0, 1)}
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,10 @@ from bench.io import sha256_json
 from bench.lm.engine import autocast, finetune
 from bench.lm.method import LoRAYesNo
 from bench.lm.models import load_causal_lm
-from bench.lm.packing import Group, batches_by_tokens, group_margins
+from bench.lm.packing import Group, group_margins
 from bench.lm.params import LMParams
 from bench.lm.prompts import PromptBuilder, Template, get_template, token_encoder
+from bench.training import progress
 from bench.lm.samples import TrainGroup, make_groups
 from methods.ganprompt.attributes import generate_attributes
 from methods.ganprompt.backbone import EncoderCausal, T5Backbone
@@ -286,68 +287,69 @@ class GANPrompt(LoRAYesNo):
         k1 = 1 + len(self.attributes_)
         use_d = k1 > 1 and p.adversarial != "off"
         self.discriminator_ = Discriminator(bb.hidden_size, k1, p.d_hidden).to(self.device_) if use_d else None
-        g_params = [q for q in bb.generator_parameters() if q.requires_grad]
-        g_opt = torch.optim.Adam(g_params, lr=p.stage1_lr)
+        g_opt = torch.optim.Adam([q for q in bb.generator_parameters() if q.requires_grad], lr=p.stage1_lr)
         d_opt = torch.optim.Adam(self.discriminator_.parameters(), lr=p.d_lr) if use_d else None
-        log, t0, step, stopped = [], time.perf_counter(), 0, "steps"
-        per_sample = max(1, k1 * (p.max_length // 2))  # a rough token count, to size the micro-batches
-        micro = max(1, p.max_tokens // per_sample)
+        log, t0, stopped = [], time.perf_counter(), "steps"
         bb.train()
         for epoch in range(p.stage1_epochs):
             order = rng.permutation(len(groups))
-            for start in range(0, len(order), p.stage1_batch):
-                batch = [groups[i] for i in order[start:start + p.stage1_batch]]
-                g_opt.zero_grad()
-                zs, sums = [], {"loss_llm": 0.0, "loss_div": 0.0, "loss_adv": 0.0, "loss_g": 0.0}
-                n_rows = sum(len(g.items) for g in batch) * (min(p.llm_variants, k1) if p.llm_variants > 0 else k1)
-                for m0 in range(0, len(batch), micro):
-                    chunk = batch[m0:m0 + micro]
-                    z, loss_llm, _ = self._stage1_loss(chunk, k1, rng)
-                    w = len(chunk) / len(batch)
-                    loss_div = diversity_loss(z, p.dist_alpha, p.dist_beta, p.js_temperature, p.diversity_scope)
-                    flat = z.reshape(-1, z.shape[-1])
-                    classes = torch.arange(k1, device=self.device_).repeat(len(chunk))
-                    loss_adv = adversarial_loss(self.discriminator_(flat), classes, p.adversarial) if use_d \
-                        else z.new_zeros(())
-                    loss_g = loss_llm / n_rows + w * (p.lambda_div * loss_div + p.mu_adv * loss_adv)
-                    loss_g.backward()
-                    zs.append(z.detach().reshape(-1, z.shape[-1]))
-                    sums["loss_llm"] += loss_llm.item() / n_rows
-                    sums["loss_div"] += w * loss_div.item()
-                    sums["loss_adv"] += w * loss_adv.item()
-                    sums["loss_g"] += loss_g.item()
-                g_opt.step()
-                entry = {"step": step, "epoch": epoch, **sums}
-                z_all = torch.cat(zs)
-                if use_d:  # D learns on this step's detached embeddings; accuracy is measured before its update
-                    classes = torch.arange(k1, device=self.device_).repeat(len(batch))
-                    for j in range(max(1, p.d_steps)):
-                        d_opt.zero_grad()
-                        d_logits = self.discriminator_(z_all)
-                        loss_d = F.cross_entropy(d_logits, classes)
-                        if j == 0:
-                            entry.update(loss_d=loss_d.item(),
-                                         d_acc=(d_logits.argmax(-1) == classes).float().mean().item())
-                        loss_d.backward()
-                        d_opt.step()
-                with torch.no_grad():
-                    zv = z_all.view(len(batch), k1, -1)
-                    entry["mean_pair_distance"] = pairwise_mean_distance(
-                        zv, p.dist_alpha, p.dist_beta, p.js_temperature).item() if k1 > 1 else 0.0
-                log.append(entry)
-                if step % 5 == 0:
-                    self.data_.log(f"{self.name} stage 1 step {step}: " + ", ".join(
-                        f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
-                step += 1
-                if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
-                    stopped = "max_minutes"
-                    break
+            with progress(-(-len(groups) // p.stage1_batch), f"{self.name} stage 1 epoch {epoch + 1}") as advance:
+                for start in range(0, len(order), p.stage1_batch):
+                    entry = {"step": len(log), "epoch": epoch,
+                             **self._stage1_step([groups[i] for i in order[start:start + p.stage1_batch]], k1,
+                                                 g_opt, d_opt, rng)}
+                    log.append(entry)
+                    advance(1)
+                    if entry["step"] % 5 == 0:
+                        self.data_.log(f"{self.name} stage 1 step {entry['step']}: " + ", ".join(
+                            f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
+                    if p.max_minutes is not None and time.perf_counter() - t0 > 60 * p.max_minutes:
+                        stopped = "max_minutes"
+                        break
             if stopped != "steps":
                 break
-        chance = 1.0 / k1
         d_acc = [e["d_acc"] for e in log if "d_acc" in e]
-        return {"steps": step, "stopped_by": stopped, "budget_stopped": stopped == "max_minutes", "log": log,
-                "d_chance": chance, "d_acc_last5": float(np.mean(d_acc[-5:])) if d_acc else None}
+        return {"steps": len(log), "stopped_by": stopped, "budget_stopped": stopped == "max_minutes", "log": log,
+                "d_chance": 1.0 / k1, "d_acc_last5": float(np.mean(d_acc[-5:])) if d_acc else None}
+
+    def _stage1_step(self, batch: list[TrainGroup], k1: int, g_opt, d_opt, rng) -> dict:
+        """One G step (L_G accumulated over token-bounded micro-batches), then D's update(s) on the detached z."""
+        p = self.params
+        micro = max(1, p.max_tokens // max(1, k1 * (p.max_length // 2)))  # rough tokens per sample
+        g_opt.zero_grad()
+        zs, out = [], {"loss_llm": 0.0, "loss_div": 0.0, "loss_adv": 0.0, "loss_g": 0.0}
+        n_rows = sum(len(g.items) for g in batch) * (min(p.llm_variants, k1) if p.llm_variants > 0 else k1)
+        for m0 in range(0, len(batch), micro):
+            chunk = batch[m0:m0 + micro]
+            z, loss_llm, _ = self._stage1_loss(chunk, k1, rng)
+            w = len(chunk) / len(batch)
+            loss_div = diversity_loss(z, p.dist_alpha, p.dist_beta, p.js_temperature, p.diversity_scope)
+            classes = torch.arange(k1, device=self.device_).repeat(len(chunk))
+            loss_adv = adversarial_loss(self.discriminator_(z.reshape(-1, z.shape[-1])), classes, p.adversarial) \
+                if d_opt is not None else z.new_zeros(())
+            loss_g = loss_llm / n_rows + w * (p.lambda_div * loss_div + p.mu_adv * loss_adv)
+            loss_g.backward()
+            zs.append(z.detach().reshape(-1, z.shape[-1]))
+            out["loss_llm"] += loss_llm.item() / n_rows
+            out["loss_div"] += w * loss_div.item()
+            out["loss_adv"] += w * loss_adv.item()
+            out["loss_g"] += loss_g.item()
+        g_opt.step()
+        z_all = torch.cat(zs)
+        if d_opt is not None:  # D learns on this step's detached embeddings; accuracy is measured before its update
+            classes = torch.arange(k1, device=self.device_).repeat(len(batch))
+            for j in range(max(1, p.d_steps)):
+                d_opt.zero_grad()
+                d_logits = self.discriminator_(z_all)
+                loss_d = F.cross_entropy(d_logits, classes)
+                if j == 0:
+                    out.update(loss_d=loss_d.item(), d_acc=(d_logits.argmax(-1) == classes).float().mean().item())
+                loss_d.backward()
+                d_opt.step()
+        with torch.no_grad():
+            out["mean_pair_distance"] = pairwise_mean_distance(
+                z_all.view(len(batch), k1, -1), p.dist_alpha, p.dist_beta, p.js_temperature).item() if k1 > 1 else 0.0
+        return out
 
     def _llm_rows(self, b: int, k1: int, rng) -> list[int]:
         """Which of the b * (K+1) variants enter L_LLM: all, or x_0 plus llm_variants - 1 random others."""
