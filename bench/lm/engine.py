@@ -27,7 +27,10 @@ from bench.training import BestOnValidation, progress
 def add_lora(model, r: int, alpha: int, dropout: float, targets: str, layers: int = 0):
     """peft LoRA on `targets`; with layers > 0 only the top `layers` transformer blocks get adapters, so the
     backward pass stops below them (fewer FLOPs per step on a CPU)."""
+    import warnings
     from peft import LoraConfig, get_peft_model
+    # peft asks the model a deprecated transformers question; the warning says nothing to a user of the harness
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     kw = {}
     n = getattr(model.config, "num_hidden_layers", None)
     if layers and n:
