@@ -32,6 +32,9 @@ def test_table_marks_best_and_improvement(tmp_path):
     paths = write(lb, tmp_path / "out")
     assert {p.suffix for p in paths} == {".md", ".tex", ".csv"} and all(p.is_file() for p in paths)
     assert list(lb.mean.index)[-1] == "ganprompt"
+    assert "`textsim` is missing" in md, "a table with LLM methods names the missing zero-shot text floor"
+    fake(tmp_path, "textsim", 0, 0.35, kind="text")
+    assert "`textsim` is missing" not in render(build(tmp_path, "d", target="ganprompt"), "md")
 
 
 def test_missing_results_and_target_are_one_line_errors(tmp_path):

@@ -129,10 +129,22 @@ def render(lb: Leaderboard, style: str) -> str:
                   + (f" (methods other than `{lb.target}`); Improvement: `{lb.target}` over the best baseline." if lb.target
                      else "; no target method chosen, so no Improvement row (use --target).")
                   + " Mean ± std over seeds where there are several." + lb.significance_note + _chance_note(lb)
+                  + _text_floor_note(lb)
                   + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
                      "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n")
         return table + legend
     return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
+
+
+TEXT_READERS = ("llm", "proposed", "control")
+
+
+def _text_floor_note(lb: Leaderboard) -> str:
+    """Methods that read item text are judged against the zero-shot text floor; say so when it is missing."""
+    if not any(k in TEXT_READERS for k in lb.kind) or any(k == "text" for k in lb.kind):
+        return ""
+    return (" The zero-shot text floor `textsim` is missing from this table: run it beside the LLM methods (they "
+            "must clear it to have learned anything the item text alone does not give).")
 
 
 def _chance_note(lb: Leaderboard) -> str:
