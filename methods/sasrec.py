@@ -26,7 +26,7 @@ class SASRec(RecBoleMethod):
     description = "self-attentive sequential recommendation (RecBole model + training)"
     Params = SASRecParams
     # quick budget in epochs, not minutes (reproducible under any load):
-    # 5 epochs: 67-76 s each on ml-100k under the 8-minute cap on 2 shared cores (a55126f), so about 6
-    # minutes, which keeps README command 1 near 10 minutes
+    # 5 epochs: the 8-minute cap allowed 7 on ml-100k (a55126f); with 1 torch thread on the shared 2-core machine
+    # an epoch took 160-220 s (republish at 394d4eb, load average 3-8), so README command 1 takes about 15 minutes
     profiles = quick_profile(5)
     extra_config = {"train_neg_sample_args": None}
