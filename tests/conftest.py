@@ -34,3 +34,13 @@ def ml100k():
 def needs_amazon():
     return pytest.mark.skipif(not (AMAZON / "Beauty" / "Beauty.inter").is_file(),
                               reason=f"shared Amazon data not found at {AMAZON}")
+
+
+@pytest.fixture()
+def tiny_name(monkeypatch, tiny_ds):
+    """Make the tiny slice loadable by name, as a recipe would be."""
+    from bench import runner
+    real = runner.load_dataset
+    monkeypatch.setattr(runner, "load_dataset", lambda name, data_root=None: real(tiny_recipe()) if name == "ml-tiny"
+                        else real(name, data_root=data_root))
+    return "ml-tiny"

@@ -14,17 +14,8 @@ from bench.report.reference import compare_with_reference
 from bench.results import COMPACT_FILE, Protocol, read_compact, recompute_metrics
 from bench.runner import Cell, run_cell
 from bench.training import BestOnValidation, budget_stopped, recording_budget_stops, report_budget_stop
-from tests.conftest import tiny_recipe
 
 CLEAN = {"commit": "c" * 40, "dirty": False, "diff_sha256": None}
-
-
-@pytest.fixture()
-def tiny_name(monkeypatch, tiny_ds):
-    real = runner.load_dataset
-    monkeypatch.setattr(runner, "load_dataset", lambda name, data_root=None: real(tiny_recipe()) if name == "ml-tiny"
-                        else real(name, data_root=data_root))
-    return "ml-tiny"
 
 
 @pytest.fixture()

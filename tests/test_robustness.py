@@ -8,7 +8,6 @@ from bench.lm.prompts import PromptStyle, fill, get_template
 from bench.report.robustness import build, write
 from bench.results import Protocol
 from bench.runner import Cell, run_cell
-from tests.test_runner import tiny_name  # noqa: F401  (fixture)
 
 from tests.tiny_lm import TINY_GAN, TINY_LM  # noqa: E402
 
@@ -35,7 +34,7 @@ def test_perturbations_are_deterministic_and_keep_placeholders_and_answers(kind)
     assert all(t in text for t in titles) and "Moisturizer Daily SPF" in text
 
 
-def test_robustness_run_and_report(tmp_path, tiny_name):  # noqa: F811
+def test_robustness_run_and_report(tmp_path, tiny_name):
     chosen = tuple(v for v in variants() if v.id in ("seen-0", "unseen-3", "unseen-7", "seen-0+typo", "seen-0+numbered"))
     protocol = Protocol("sampled", "uniform", 10, max_users=8)
     outs = {}

@@ -2,24 +2,13 @@
 import numpy as np
 import pytest
 
-from bench import runner
 from bench.io import read_json
 from bench.results import Protocol, recompute_metrics
 from bench.runner import Cell, run_cell
-from tests.conftest import tiny_recipe
 
 SCHEMA_KEYS = {"schema_version", "dataset", "method", "seed", "protocol", "metrics", "n_users", "training", "timings",
                "environment", "created"}
 METRICS = {"auc", "gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10", "mrr"}
-
-
-@pytest.fixture()
-def tiny_name(monkeypatch, tiny_ds):
-    """Make the tiny slice loadable by name, as a recipe would be."""
-    real = runner.load_dataset
-    monkeypatch.setattr(runner, "load_dataset", lambda name, data_root=None: real(tiny_recipe()) if name == "ml-tiny"
-                        else real(name, data_root=data_root))
-    return "ml-tiny"
 
 
 @pytest.mark.parametrize("protocol", [Protocol(), Protocol("sampled", "popularity", 20), Protocol("full")])
