@@ -13,7 +13,6 @@ import datetime as _dt
 import gzip
 import hashlib
 import importlib.metadata
-import io
 import os
 import platform
 import re

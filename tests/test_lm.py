@@ -160,8 +160,7 @@ def test_validation_users_are_drawn_once_per_fit(tiny_ds, monkeypatch):
     seen = []
     original = YesNoEngine.validate
     monkeypatch.setattr(YesNoEngine, "validate",
-                        lambda self, data, vset, score_fn=None: (seen.append(tuple(vset[0])),
-                                                                 original(self, data, vset, score_fn))[1])
+                        lambda self, data, vset: (seen.append(tuple(vset[0])), original(self, data, vset))[1])
     data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
     get_method("tallrec")(**{**TINY_LM, "epochs": 3, "eval_every": 1}).fit(data)
     assert len(seen) == 7 and len(set(seen)) == 1 and len(seen[0]) == TINY_LM["valid_users"]

@@ -71,23 +71,25 @@ class YesNoEngine:
         return list(torch.split(table(ids), lengths)) if ids.numel() else [table.weight[:0] for _ in segments]
 
     # ---- prompts -> packed groups ----
-    def prompt(self, user: int, history, items, attribute: str | None = None) -> tuple[PromptGroup, int, list[int]]:
-        pg = self.builder.group(history, items, attribute)
+    def prompt(self, user: int, history, items, attribute: str | None = None,
+               builder: PromptBuilder | None = None) -> tuple[PromptGroup, int, list[int]]:
+        """A user's prompt group under the builder's truncation rule (the engine's own builder unless another, e.g.
+        GANPrompt's adversarial template, is given); counted in `stats`."""
+        pg = (builder or self.builder).group(history, items, attribute)
         self.stats["prompts"] += 1
         self.stats["truncated"] += int(pg.history_used < pg.history_shown)
         self.stats["overlong"] += int(pg.overlong)
         return pg, int(user), [int(i) for i in items]
 
-    def groups(self, prompts: list[tuple[PromptGroup, int, list[int]]], labels=None) -> list[Group]:
+    def groups(self, prompts: list[tuple[PromptGroup, int, list[int]]]) -> list[Group]:
         segs = []
         for pg, u, items in prompts:
             segs.append((pg.prefix, u, -1))
             segs += [(s, u, i) for s, i in zip(pg.suffixes, items)]
         emb = self.embed(segs)
         out, at = [], 0
-        for r, (pg, _, items) in enumerate(prompts):
-            out.append(Group(emb[at], emb[at + 1:at + 1 + len(items)],
-                             list(labels[r]) if labels is not None else []))
+        for pg, _, items in prompts:
+            out.append(Group(emb[at], emb[at + 1:at + 1 + len(items)]))
             at += 1 + len(items)
         return out
 
@@ -102,9 +104,8 @@ class YesNoEngine:
         self.model.eval()
         users, candidates = np.asarray(users), np.asarray(candidates)
         out = np.empty(candidates.shape, dtype=np.float32)
-        hist_len = self.builder.style.history_len
         for start in range(0, len(users), chunk_users):
-            prompts = [self.prompt(u, data.history(int(u), split)[-hist_len:] if hist_len else [], c)
+            prompts = [self.prompt(u, data.history(int(u), split), c)
                        for u, c in zip(users[start:start + chunk_users], candidates[start:start + chunk_users])]
             rows, where = [], []
             for r, g in enumerate(self.groups(prompts)):
@@ -138,10 +139,10 @@ class YesNoEngine:
         labels[:, 0] = True
         return sub.users, items, labels
 
-    def validate(self, data, vset, score_fn=None) -> dict:
+    def validate(self, data, vset) -> dict:
         users, items, labels = vset
         counter = (self.answers.prompts, self.answers.valid, self.answers.yes)
-        scores = (score_fn or (lambda u, c: self.score(data, u, c, "valid")))(users, items)
+        scores = self.score(data, users, items, "valid")
         self.answers.prompts, self.answers.valid, self.answers.yes = counter  # validation is not the test's answers
         m = evaluate_sampled(scores, labels).metrics
         return {"valid_gauc": m["gauc"], "valid_auc": m["auc"], "valid_ndcg@10": m["ndcg@10"]}
@@ -181,7 +182,7 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
              prompts_of: Callable[[TrainGroup, np.random.Generator], list[tuple[tuple, np.ndarray]]],
              data, *, epochs: int, batch_groups: int, lr: float, weight_decay: float = 0.0, eval_every: int = 0,
              vset=None, rng: np.random.Generator, max_minutes: float | None = None, train_modules=(),
-             name: str = "lm", loss: str = "bce", score_fn=None) -> dict:
+             name: str = "lm", loss: str = "bce") -> dict:
     """The one fine-tuning loop: BCE on yes/no margins of packed groups, gradient accumulation over micro-batches of
     at most engine.max_tokens tokens, validation GAUC every `eval_every` steps on users drawn once, the best
     validated state restored at the end. `prompts_of(group, rng)` -> [((PromptGroup, user, items), labels)]: the
@@ -201,7 +202,7 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
         for m in train_modules:
             m.eval()
         entry = {"step": step, "elapsed_s": round(time.perf_counter() - t0, 1),
-                 **engine.validate(data, vset, score_fn)}
+                 **engine.validate(data, vset)}
         es.observe(step, entry["valid_gauc"])
         curve.evals.append(entry)
         data.log(f"{name} step {step}/{total}: valid GAUC {entry['valid_gauc']:.4f} AUC {entry['valid_auc']:.4f}")
@@ -216,7 +217,7 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
         opt.zero_grad()
         total_loss = 0.0
         for idx in batches_by_tokens(sizes, engine.max_tokens):
-            margins = engine.margins(engine.groups([batch[i][0] for i in idx], [batch[i][1] for i in idx]))
+            margins = engine.margins(engine.groups([batch[i][0] for i in idx]))
             part = group_loss(margins, [batch[i][1] for i in idx], loss) / (n if loss == "bce" else len(batch))
             part.backward()
             total_loss += part.item()

@@ -72,8 +72,7 @@ class LoRAYesNo(Method):
         return [q for q in self.model_.parameters() if q.requires_grad]
 
     def _prompts_of(self, g: TrainGroup, rng) -> list:
-        hist = g.history[-self.params.history_len:] if self.params.history_len else []
-        return [(self.engine_.prompt(g.user, hist, g.items), g.labels)]
+        return [(self.engine_.prompt(g.user, g.history, g.items), g.labels)]
 
     # ---- fit / score ----
     def fit(self, data) -> "LoRAYesNo":

@@ -12,7 +12,7 @@ No key/value-cache API is used, so the same code runs on every transformers vers
 and explicit position ids (checked on 5.17 and 5.24)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -24,7 +24,6 @@ class Group:
     """Input embeddings of one prefix [P, H] and m suffixes [S_j, H] (token embeddings, or soft tokens)."""
     prefix: torch.Tensor
     suffixes: list[torch.Tensor]
-    labels: list[float] = field(default_factory=list)  # training only: one per suffix
 
     @property
     def length(self) -> int:
@@ -35,7 +34,7 @@ def split_group(group: Group, max_suffixes: int) -> list[Group]:
     """Rows of at most `max_suffixes` suffixes each (the prefix is repeated): bounds a row's length."""
     if max_suffixes <= 0 or len(group.suffixes) <= max_suffixes:
         return [group]
-    return [Group(group.prefix, group.suffixes[i:i + max_suffixes], group.labels[i:i + max_suffixes])
+    return [Group(group.prefix, group.suffixes[i:i + max_suffixes])
             for i in range(0, len(group.suffixes), max_suffixes)]
 
 

@@ -20,6 +20,24 @@ from bench.lm.prompts import Encoded
 from bench.lm.yesno import answer_token_ids, yes_no_margin
 
 
+class _DiversityEncoderBackbone(nn.Module):
+    """What both backbones share about their diversity encoder: trained in stage 1, then frozen and kept in eval
+    mode (no dropout) whatever train() the fine-tuning loop calls."""
+    encoder_frozen = False
+
+    def freeze_encoder(self) -> None:
+        for q in self.encoder.parameters():
+            q.requires_grad_(False)
+        self.encoder.eval()
+        self.encoder_frozen = True
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+
 def _pad(segments: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     n = max(1, max(len(s) for s in segments))
     ids = torch.full((len(segments), n), pad_id, dtype=torch.long)
@@ -30,7 +48,7 @@ def _pad(segments: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
-class EncoderCausal(nn.Module):
+class EncoderCausal(_DiversityEncoderBackbone):
     def __init__(self, encoder: str, lm: str, proj_hidden: int, device: str = "cpu"):
         super().__init__()
         enc = load_encoder(encoder, device=device)
@@ -45,7 +63,6 @@ class EncoderCausal(nn.Module):
         # its own token embeddings (a random projection's outputs are ~20x larger, far outside what the LM knows)
         emb = self.lm.get_input_embeddings().weight.detach().float()
         self.register_buffer("token_rms", emb.pow(2).mean(-1).sqrt().mean().reshape(()))
-        self.encoder_frozen = False
 
     @property
     def device(self):
@@ -82,20 +99,11 @@ class EncoderCausal(nn.Module):
 
     def start_stage2(self, p) -> None:
         """The encoder is frozen (and in eval mode: no dropout) from here on; LoRA goes on the causal LM."""
-        for q in self.encoder.parameters():
-            q.requires_grad_(False)
-        self.encoder.eval()
-        self.encoder_frozen = True
+        self.freeze_encoder()
         self.lm = add_lora(self.lm, p.lora_r, p.lora_alpha, p.lora_dropout, p.lora_targets, p.lora_layers)
 
     def stage2_parameters(self):
         return [q for q in list(self.proj.parameters()) + list(self.lm.parameters()) if q.requires_grad]
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()
-        return self
 
     def engine(self, builder, answers, max_tokens: int, score_rows: int, device: str) -> YesNoEngine:
         return YesNoEngine(self.lm, self.lm_tok, builder, *answers, max_tokens=max_tokens, score_rows=score_rows,
@@ -122,13 +130,9 @@ class T5Engine(YesNoEngine):
     def set_answers(self, yes: str, no: str) -> None:
         self.yes_id, self.no_id = answer_token_ids(self.tokenizer, yes.strip(), no.strip())
 
-    def groups(self, prompts, labels=None):
+    def groups(self, prompts):
         from bench.lm.packing import Group
-        out = []
-        for r, (pg, _, _) in enumerate(prompts):
-            out.append(Group(torch.zeros((0, 1)), [torch.tensor(s.ids) for s in pg.suffixes],
-                             list(labels[r]) if labels is not None else []))
-        return out
+        return [Group(torch.zeros((0, 1)), [torch.tensor(s.ids) for s in pg.suffixes]) for pg, _, _ in prompts]
 
     def margins(self, groups) -> torch.Tensor:
         segs = [Encoded(s.tolist()) for g in groups for s in g.suffixes]
@@ -137,7 +141,7 @@ class T5Engine(YesNoEngine):
             return self.bb.margins_from_states(states, mask, self.yes_id, self.no_id, self.answers).float()
 
 
-class T5Backbone(nn.Module):
+class T5Backbone(_DiversityEncoderBackbone):
     def __init__(self, t5: str, device: str = "cpu"):
         super().__init__()
         loaded = load_t5(t5, device=device)
@@ -146,7 +150,6 @@ class T5Backbone(nn.Module):
         # (in most T5s) to lm_head, so training it in stage 1 would change the decoder that stage 2 starts from
         for name, p in self.t5.named_parameters():
             p.requires_grad_(name.startswith("encoder.") and "embed_tokens" not in name)
-        self.encoder_frozen = False
 
     @property
     def device(self):
@@ -178,8 +181,7 @@ class T5Backbone(nn.Module):
     def start_stage2(self, p) -> None:
         for q in self.t5.parameters():
             q.requires_grad_(False)
-        self.encoder.eval()
-        self.encoder_frozen = True
+        self.freeze_encoder()
         if p.decoder_tuning == "full":
             head, shared = self.t5.get_output_embeddings(), self.t5.get_input_embeddings()
             if head.weight is shared.weight:  # untie: the decoder's head trains, the encoder's input stays frozen
@@ -195,12 +197,6 @@ class T5Backbone(nn.Module):
 
     def stage2_parameters(self):
         return [q for q in self.t5.parameters() if q.requires_grad]
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()
-        return self
 
     def engine(self, builder, answers, max_tokens: int, score_rows: int, device: str) -> T5Engine:
         return T5Engine(self, builder, *answers, max_tokens=max_tokens, device=device)

@@ -12,7 +12,6 @@ Backbone `plain` (ganprompt-plain) is the control without a diversity encoder: b
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from bench.errors import MethodError
 from bench.io import sha256_json
 from bench.lm.engine import autocast, finetune
 from bench.lm.method import LoRAYesNo
+from bench.method import resolve_device
 from bench.lm.models import load_causal_lm
 from bench.lm.packing import Group, group_margins
 from bench.lm.params import LMParams
@@ -126,7 +126,6 @@ class GANPrompt(LoRAYesNo):
             super()._setup(data)
             self.backbone_ = None
             return
-        from bench.method import resolve_device
         self.data_, self.device_ = data, resolve_device(p.device)
         self.template_, self.adversarial_template_ = get_template(p.template), get_template("adversarial-0")
         self.backbone_ = self.pretrained_backbone()
@@ -155,8 +154,7 @@ class GANPrompt(LoRAYesNo):
         n = self.params.stage2_variants or len(self.attributes_)
         builder = self._builder(self.adversarial_template_)
         for a in rng.choice(self.attributes_, size=min(n, len(self.attributes_)), replace=False):
-            pg = builder.group(g.history[-self.params.history_len:], g.items, str(a))
-            out.append(((pg, g.user, [int(i) for i in g.items]), g.labels))
+            out.append((self.engine_.prompt(g.user, g.history, g.items, str(a), builder), g.labels))
         return out
 
     # ---------------------------------------------------------------- fit
@@ -191,16 +189,12 @@ class GANPrompt(LoRAYesNo):
         info["train_groups"] = len(groups)
 
         t0 = time.perf_counter()
-        self.data_ = data
-        self.attributes_ = []
-        from bench.method import resolve_device
-        self.device_ = resolve_device(p.device)
+        self.attributes_, self.device_ = [], resolve_device(p.device)  # the attribute generator runs there
         if p.use_attributes:
             hist_users = rng.choice(data.n_users, size=min(p.attribute_samples, data.n_users), replace=False)
             histories = [data.train_seq(u)[-p.history_len:] for u in hist_users]
-            style = dataclasses.replace(self._style())
             self.attributes_, info["attributes"] = generate_attributes(
-                data, histories, self._load_generator, p.n_attributes, style,
+                data, histories, self._load_generator, p.n_attributes, self._style(),
                 cache_key={"generator": p.attribute_generator, "seed": data.seed,
                            "histories": sha256_json([h.tolist() for h in histories])})
             data.log(f"{self.name} stage 0: attributes {self.attributes_}")
@@ -224,9 +218,8 @@ class GANPrompt(LoRAYesNo):
     def _encode_variants(self, chunk: list[TrainGroup], bb):
         """The K + 1 variants of each group through the encoder: z [n, K+1, H] (the mean state over a variant's
         prefix and its first, true candidate's suffix), and what L_LLM needs (prompts, states, mask, row spans)."""
-        p = self.params
         builders = self._variant_builders()
-        prompts = [(b.group(g.history[-p.history_len:], g.items, a), g) for g in chunk for b, a in builders]
+        prompts = [(b.group(g.history, g.items, a), g) for g in chunk for b, a in builders]
         segs = []
         for pg, _ in prompts:
             segs += ([pg.prefix] if len(pg.prefix) else []) + list(pg.suffixes)
@@ -259,8 +252,8 @@ class GANPrompt(LoRAYesNo):
         return (EncoderCausal(p.encoder, p.lm, p.proj_hidden, self.device_) if p.backbone == "encoder+causal"
                 else T5Backbone(p.t5, self.device_)).to(self.device_)
 
-    def _stage1_loss(self, chunk: list[TrainGroup], k1: int, rng) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Forward pass of one micro-batch: z [n, K+1, H] (with grad), L_LLM summed over its rows, and the count."""
+    def _stage1_loss(self, chunk: list[TrainGroup], k1: int, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward pass of one micro-batch: z [n, K+1, H] (with grad) and L_LLM summed over its rows."""
         bb = self.backbone_
         z, prompts, states, mask, rows = self._encode_variants(chunk, bb)
         sel = self._llm_rows(len(chunk), k1, rng)
@@ -279,7 +272,7 @@ class GANPrompt(LoRAYesNo):
                     groups.append(Group(pre, sufs))
                 margins = group_margins(bb.lm, groups, self.engine_.yes_id, self.engine_.no_id)
         loss_llm = F.binary_cross_entropy_with_logits(margins.float(), labels, reduction="sum")
-        return z, loss_llm, {"rows": len(labels)}
+        return z, loss_llm
 
     def _stage1(self, groups: list[TrainGroup], rng) -> dict:
         """The GAN: per step, G's loss over micro-batches (accumulated), then D's update(s) on the detached z."""
@@ -321,7 +314,7 @@ class GANPrompt(LoRAYesNo):
         n_rows = sum(len(g.items) for g in batch) * (min(p.llm_variants, k1) if p.llm_variants > 0 else k1)
         for m0 in range(0, len(batch), micro):
             chunk = batch[m0:m0 + micro]
-            z, loss_llm, _ = self._stage1_loss(chunk, k1, rng)
+            z, loss_llm = self._stage1_loss(chunk, k1, rng)
             w = len(chunk) / len(batch)
             loss_div = diversity_loss(z, p.dist_alpha, p.dist_beta, p.js_temperature, p.diversity_scope)
             classes = torch.arange(k1, device=self.device_).repeat(len(chunk))
