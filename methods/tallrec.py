@@ -30,8 +30,9 @@ class TALLRec(LoRAYesNo):
     # listwise softmax over 1 + 7 candidates sharing one prefix, 2 histories per step (~400 tokens), lr 1e-3: GAUC
     # .48 -> .60 (step 20) -> .63 (step 29), still rising when the 15-minute safety stop ended it on a loaded
     # machine. 120 histories = 60 steps fit in ~12 minutes on 2 free cores; the paper profile keeps TALLRec's BCE.
-    profiles = {"quick": {"train_groups": 120, "negatives": 7, "epochs": 1, "batch_groups": 2, "lr": 1e-3,
-                          "loss": "softmax", "lora_layers": 10, "eval_every": 20, "valid_users": 32,
-                          "valid_negatives": 7, "history_len": 4, "title_words": 6, "max_length": 160,
-                          "max_minutes": 15},
+    profiles = {"quick": {"train_groups": 240, "negatives": 7, "epochs": 1, "batch_groups": 2, "lr": 2e-3,
+                          "loss": "softmax", "lora_layers": 10,
+                          "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                          "eval_every": 40, "valid_users": 64, "valid_negatives": 7, "history_len": 4,
+                          "title_words": 6, "max_length": 160, "max_minutes": 15},
                 "paper": {}}
