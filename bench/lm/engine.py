@@ -31,6 +31,9 @@ def add_lora(model, r: int, alpha: int, dropout: float, targets: str, layers: in
     from peft import LoraConfig, get_peft_model
     # peft asks the model a deprecated transformers question; the warning says nothing to a user of the harness
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # LoRA on a tied lm_head adapts the output head only (the input embeddings stay as they are), which is what a
+    # readout adapter means here; peft warns about merging such adapters, which the harness never does
+    warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*", category=UserWarning)
     kw = {}
     n = getattr(model.config, "num_hidden_layers", None)
     if layers and n:
