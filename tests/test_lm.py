@@ -160,7 +160,29 @@ def test_validation_users_are_drawn_once_per_fit(tiny_ds, monkeypatch):
     seen = []
     original = YesNoEngine.validate
     monkeypatch.setattr(YesNoEngine, "validate",
-                        lambda self, data, vset: (seen.append(tuple(vset[0])), original(self, data, vset))[1])
+                        lambda self, data, vset, *a: (seen.append(tuple(vset[0])), original(self, data, vset, *a))[1])
     data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
     get_method("tallrec")(**{**TINY_LM, "epochs": 3, "eval_every": 1}).fit(data)
     assert len(seen) == 7 and len(set(seen)) == 1 and len(seen[0]) == TINY_LM["valid_users"]
+
+
+def test_readout_adapter_trains_on_cached_states_as_on_full_passes(tiny_ds, monkeypatch):
+    """With LoRA on the output head only, the loop runs the LM body once per prompt and trains on the cached
+    answer-position states: the learning curve and the validation must equal those of full forward passes (no
+    dropout), and the cache must really be used."""
+    import bench.lm.engine as engine
+    from bench.data.candidates import draw
+    from bench.data.view import FitData
+    from bench.method import get_method
+    from tests.tiny_lm import TINY_LM
+    data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
+    kw = {**TINY_LM, "lora_targets": "lm_head", "lora_layers": 0, "lora_dropout": 0.0, "epochs": 3, "eval_every": 1,
+          "lr": 1e-2, "loss": "softmax"}
+    cached = get_method("tallrec")(**kw).fit(data).fit_info_["finetune"]
+    monkeypatch.setattr(engine, "head_only", lambda *a: False)
+    full = get_method("tallrec")(**kw).fit(data).fit_info_["finetune"]
+    assert cached["cached_states"] and not full["cached_states"]
+    np.testing.assert_allclose(cached["curve"]["train_loss"], full["curve"]["train_loss"], atol=1e-4)
+    assert max(cached["curve"]["train_loss"]) - min(cached["curve"]["train_loss"]) > 1e-3  # it did train
+    for a, b in zip(cached["curve"]["valid"], full["curve"]["valid"]):
+        assert a["valid_gauc"] == pytest.approx(b["valid_gauc"], abs=1e-6)

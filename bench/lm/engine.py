@@ -17,10 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.evaluate import evaluate_sampled
-from bench.lm.packing import Group, batches_by_tokens, group_margins, split_group
+from bench.lm.packing import Group, answer_states, batches_by_tokens, group_margins, output_head, split_group
 from bench.lm.prompts import Encoded, PromptBuilder, PromptGroup
 from bench.lm.samples import TrainGroup
-from bench.lm.yesno import AnswerCounter, answer_token_ids
+from bench.lm.yesno import AnswerCounter, answer_token_ids, yes_no_margin
 from bench.training import BestOnValidation, progress
 
 
@@ -100,13 +100,32 @@ class YesNoEngine:
         with autocast(self.device):
             return group_margins(self.model, groups, self.yes_id, self.no_id, self.answers).float()
 
+    def head_margins(self, states: torch.Tensor) -> torch.Tensor:
+        """Margins from answer-position states (the output head only): the cached path, when only the head trains."""
+        with autocast(self.device):
+            return yes_no_margin(output_head(self.model)(states).float(), self.yes_id, self.no_id)
+
     # ---- scoring ----
     @torch.no_grad()
     def score(self, data, users, candidates, split: str, chunk_users: int = 64) -> np.ndarray:
         """Margins for every candidate of every user; rows of many users share one forward pass."""
+        return self._per_candidate(data, users, candidates, split, chunk_users,
+                                   lambda rows: self.margins(rows).cpu().numpy(), ())
+
+    @torch.no_grad()
+    def states(self, data, users, candidates, split: str, chunk_users: int = 64) -> torch.Tensor:
+        """Answer-position hidden states [U, C, H] of every candidate of every user (the packed forward pass without
+        the output head)."""
+        hidden = self.model.get_input_embeddings().weight.shape[1]
+        with autocast(self.device):
+            return torch.from_numpy(self._per_candidate(
+                data, users, candidates, split, chunk_users,
+                lambda rows: answer_states(self.model, rows).float().cpu().numpy(), (hidden,)))
+
+    def _per_candidate(self, data, users, candidates, split, chunk_users, forward, tail: tuple) -> np.ndarray:
         self.model.eval()
         users, candidates = np.asarray(users), np.asarray(candidates)
-        out = np.empty(candidates.shape, dtype=np.float32)
+        out = np.empty(candidates.shape + tail, dtype=np.float32)
         for start in range(0, len(users), chunk_users):
             prompts = [self.prompt(u, data.history(int(u), split), c)
                        for u, c in zip(users[start:start + chunk_users], candidates[start:start + chunk_users])]
@@ -118,7 +137,7 @@ class YesNoEngine:
                     where.append((start + r, col))
                     col += len(part.suffixes)
             for idx in batches_by_tokens([r.length for r in rows], self.max_tokens):
-                m = self.margins([rows[i] for i in idx]).cpu().numpy()
+                m = forward([rows[i] for i in idx])
                 at = 0
                 for i in idx:
                     r, col = where[i]
@@ -142,11 +161,16 @@ class YesNoEngine:
         labels[:, 0] = True
         return sub.users, items, labels
 
-    def validate(self, data, vset) -> dict:
+    def validate(self, data, vset, states: torch.Tensor | None = None) -> dict:
+        """Validation metrics; with `states` (the cached answer-position states of vset) only the head runs."""
         users, items, labels = vset
-        counter = (self.answers.prompts, self.answers.valid, self.answers.yes)
-        scores = self.score(data, users, items, "valid")
-        self.answers.prompts, self.answers.valid, self.answers.yes = counter  # validation is not the test's answers
+        if states is not None:
+            with torch.no_grad():
+                scores = self.head_margins(states.reshape(-1, states.shape[-1])).reshape(items.shape).cpu().numpy()
+        else:
+            counter = (self.answers.prompts, self.answers.valid, self.answers.yes)
+            scores = self.score(data, users, items, "valid")
+            self.answers.prompts, self.answers.valid, self.answers.yes = counter  # not the test's answers
         m = evaluate_sampled(scores, labels).metrics
         return {"valid_gauc": m["gauc"], "valid_auc": m["auc"], "valid_ndcg@10": m["ndcg@10"]}
 
@@ -185,11 +209,16 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
              prompts_of: Callable[[TrainGroup, np.random.Generator], list[tuple[tuple, np.ndarray]]],
              data, *, epochs: int, batch_groups: int, lr: float, weight_decay: float = 0.0, eval_every: int = 0,
              vset=None, rng: np.random.Generator, max_minutes: float | None = None, train_modules=(),
-             name: str = "lm", loss: str = "bce") -> dict:
+             name: str = "lm", loss: str = "bce", cache_states: bool | None = None) -> dict:
     """The one fine-tuning loop: BCE on yes/no margins of packed groups, gradient accumulation over micro-batches of
     at most engine.max_tokens tokens, validation GAUC every `eval_every` steps on users drawn once, the best
     validated state restored at the end. `prompts_of(group, rng)` -> [((PromptGroup, user, items), labels)]: the
-    prompts of one training group (GANPrompt adds attribute variants). Returns the record for fit_info_."""
+    prompts of one training group (GANPrompt adds attribute variants). Returns the record for fit_info_.
+
+    When only the output head trains (a readout adapter; `cache_states` None = detect it), the LM body's
+    answer-position states cannot change: every training prompt and validation candidate runs through the body once,
+    and all steps and epochs read those cached states (the same margins, at the cost of the head alone). A group's
+    prompts are then drawn once, not once per epoch."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     holder = nn.ParameterList(params)  # BestOnValidation copies only the trained tensors, not the frozen LM
     es = BestOnValidation(holder, max_minutes=max_minutes)
@@ -197,6 +226,13 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
     total = epochs * steps_per_epoch
     every = eval_every or steps_per_epoch
     curve, stopped, step, t0 = Curve(every, [], []), "steps", 0, time.perf_counter()
+    if cache_states is None:
+        cache_states = head_only(engine, params)
+    cache, vstates = None, None
+    if cache_states:
+        cache = _cache_states(engine, groups, prompts_of, rng, name)
+        vstates = engine.states(data, vset[0], vset[1], "valid") if vset is not None else None
+    cache_s = round(time.perf_counter() - t0, 1)
 
     def evaluate(step: int):
         if vset is None:
@@ -205,7 +241,7 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
         for m in train_modules:
             m.eval()
         entry = {"step": step, "elapsed_s": round(time.perf_counter() - t0, 1),
-                 **engine.validate(data, vset)}
+                 **engine.validate(data, vset, vstates)}
         es.observe(step, entry["valid_gauc"])
         curve.evals.append(entry)
         data.log(f"{name} step {step}/{total}: valid GAUC {entry['valid_gauc']:.4f} AUC {entry['valid_auc']:.4f}")
@@ -214,6 +250,15 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
         engine.model.train()
         for m in train_modules:
             m.train()
+        opt.zero_grad()
+        if cache is not None:
+            parts = [x for i in indices for x in cache[i]]
+            labels = [lab for _, lab in parts]
+            margins = engine.head_margins(torch.cat([st for st, _ in parts]))
+            part = group_loss(margins, labels, loss) / (sum(map(len, labels)) if loss == "bce" else len(parts))
+            part.backward()
+            opt.step()
+            return part.item()
         batch = [p for i in indices for p in prompts_of(groups[i], rng)]
         n = sum(len(lab) for _, lab in batch)
         sizes = [len(pg.prefix) + sum(len(s) for s in pg.suffixes) for (pg, _, _), _ in batch]
@@ -254,4 +299,34 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
     return {"steps": step, "steps_planned": total, "stopped_by": stopped, "budget_stopped": stopped == "max_minutes",
             "best_step": best["step"] if best else None, "best_valid_gauc": best["valid_gauc"] if best else None,
             "still_improving": bool(best and curve.evals and best["step"] == curve.evals[-1]["step"] and step > 0),
-            "curve": curve.as_dict(), "train_s": round(time.perf_counter() - t0, 1)}
+            "curve": curve.as_dict(), "train_s": round(time.perf_counter() - t0, 1),
+            "cached_states": bool(cache_states), "cache_s": cache_s if cache_states else None}
+
+
+def head_only(engine: YesNoEngine, params: list[nn.Parameter]) -> bool:
+    """True when every trained parameter belongs to the causal LM's output head."""
+    try:
+        head = {id(q) for q in output_head(engine.model).parameters()}
+    except AttributeError:  # not a causal LM (T5's engine)
+        return False
+    return bool(params) and all(id(q) in head for q in params)
+
+
+@torch.no_grad()
+def _cache_states(engine: YesNoEngine, groups, prompts_of, rng, name: str) -> list[list[tuple[torch.Tensor, np.ndarray]]]:
+    """Answer-position states of every training group's prompts, [(states [n, H], labels)] per group."""
+    engine.model.eval()
+    flat = [(gi, prompt, lab) for gi, g in enumerate(groups) for prompt, lab in prompts_of(g, rng)]
+    sizes = [len(pg.prefix) + sum(len(x) for x in pg.suffixes) for _, (pg, _, _), _ in flat]
+    out: list[list] = [[] for _ in groups]
+    batches = batches_by_tokens(sizes, engine.max_tokens)
+    with progress(len(batches), f"{name}: answer states of the training prompts") as advance, autocast(engine.device):
+        for idx in batches:
+            st = answer_states(engine.model, engine.groups([flat[i][1] for i in idx])).float()
+            at = 0
+            for i in idx:
+                n = len(flat[i][2])
+                out[flat[i][0]].append((st[at:at + n], flat[i][2]))
+                at += n
+            advance(1)
+    return out

@@ -109,13 +109,16 @@ def load_encoder(name: str = "minilm", device: str = "cpu") -> Loaded:
 
 
 def load_t5(name: str = "t5-small", device: str = "cpu") -> Loaded:
-    """A pretrained T5 by HF name or path; `tiny-t5` (tests) or `scratch-small` (t5-small's shape, randomly
-    initialised, MiniLM's tokenizer: P5 trained from scratch where no pretrained T5 is available offline)."""
+    """A pretrained T5 by HF name or path; `tiny-t5` (tests), `scratch-small` (t5-small's shape, randomly
+    initialised, MiniLM's tokenizer: P5 trained from scratch where no pretrained T5 is available offline) or
+    `scratch-mini` (the same at a CPU's size: d_model 256, 4 + 4 layers)."""
     from transformers import AutoTokenizer, T5ForConditionalGeneration
     if name == "tiny-t5":
         return tiny_t5()
     if name == "scratch-small":
         return tiny_t5(d_model=512, d_kv=64, d_ff=2048, layers=6, heads=8, name="scratch-small")
+    if name == "scratch-mini":
+        return tiny_t5(d_model=256, d_kv=32, d_ff=1024, layers=4, heads=8, name="scratch-mini")
     path = resolve(name)
     return Loaded(_pretrained(T5ForConditionalGeneration, path).to(device), _pretrained(AutoTokenizer, path), name)
 
@@ -127,7 +130,7 @@ def _pretrained(cls, path: str):
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MethodError(f"cannot load {path!r}: {first} (no hub here: pass a local folder; offline names are "
-                          "smollm2, minilm, scratch-small)") from None
+                          "smollm2, minilm, scratch-small, scratch-mini)") from None
 
 
 def _bert_tokenizer():

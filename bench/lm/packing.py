@@ -77,12 +77,22 @@ def _parts(model):
     return core.base_model, core.get_output_embeddings()
 
 
+def output_head(model):
+    """The output head (lm_head) of a causal LM, LoRA-wrapped or not."""
+    return _parts(model)[1]
+
+
+def answer_states(model, groups: list[Group]) -> torch.Tensor:
+    """Last hidden states [N, H] at the answer position of every suffix of every group (N = all suffixes): what the
+    output head reads."""
+    emb, mask, pos, rows, cols = pack(groups)
+    hidden = _parts(model)[0](inputs_embeds=emb, attention_mask=mask, position_ids=pos).last_hidden_state
+    return hidden[rows, cols]
+
+
 def answer_logits(model, groups: list[Group]) -> torch.Tensor:
     """Full-vocabulary logits [N, V] at the answer position of every suffix of every group (N = all suffixes)."""
-    emb, mask, pos, rows, cols = pack(groups)
-    body, head = _parts(model)
-    hidden = body(inputs_embeds=emb, attention_mask=mask, position_ids=pos).last_hidden_state
-    return head(hidden[rows, cols]).float()
+    return output_head(model)(answer_states(model, groups)).float()
 
 
 def group_margins(model, groups: list[Group], yes_id: int, no_id: int,
