@@ -161,27 +161,8 @@ def cmd_run(args) -> int:
 
 
 def _protocols(modes: str, samplers: str, negatives: int, max_users: int | None = None):
-    from bench.data.candidates import SAMPLERS
-    from bench.results import Protocol
-    out = []
-    for mode in _csv(modes):
-        if mode not in ("sampled", "full"):
-            if mode.startswith(("sampled-", "full-")):  # an exact tag, e.g. sampled-uniform-n19-u100
-                p = Protocol.from_tag(mode)
-                if p.mode == "sampled" and p.sampler not in SAMPLERS:
-                    raise BenchError(f"--protocol {mode!r}: sampler {p.sampler!r}; valid: {', '.join(SAMPLERS)}")
-                out.append(p)
-                continue
-            raise BenchError(f"--protocol {mode!r}: valid: sampled, full or an exact tag such as "
-                             "sampled-uniform-n19-u100 (comma-separated for several)")
-        if mode == "full":
-            out.append(Protocol("full", max_users=max_users))
-            continue
-        for sampler in _csv(samplers):
-            if sampler not in SAMPLERS:
-                raise BenchError(f"--sampler {sampler!r}: valid: {', '.join(SAMPLERS)}")
-            out.append(Protocol("sampled", sampler, negatives, max_users))
-    return tuple(dict.fromkeys(out))
+    from bench.protocol import parse_protocols
+    return parse_protocols(modes, samplers, negatives, max_users)
 
 
 def _summary(cell, protocol, status, result, folder, seconds) -> str:

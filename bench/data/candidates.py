@@ -10,9 +10,9 @@ import numpy as np
 
 from bench.data.prepare import SeqDataset
 from bench.errors import BenchError
-from bench.io import load_npz, sha256_file, write_npz
+from bench.io import load_npz, write_npz
+from bench.protocol import SAMPLERS
 
-SAMPLERS = ("uniform", "popularity")
 SPLITS = ("valid", "test")
 
 
@@ -105,7 +105,3 @@ def get_candidates(root: Path, ds: SeqDataset, split: str, n_negatives: int, sam
     cands = draw(ds, split, n_negatives, sampler, seed)
     write_npz(path, users=cands.users, items=cands.items, target=cands.target, fingerprint=np.array(ds.fingerprint))
     return cands, path
-
-
-def file_digest(path: Path) -> str:
-    return sha256_file(path)
