@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.evaluate import evaluate_sampled
+from bench.lm.params import LOSSES
 from bench.lm.packing import Group, batches_by_tokens, group_margins, split_group
 from bench.lm.prompts import Encoded, PromptBuilder, PromptGroup
 from bench.lm.samples import TrainGroup
@@ -161,8 +162,6 @@ class Curve:
     def as_dict(self) -> dict:
         return {"train_loss": self.steps, "valid": self.evals, "eval_every_steps": self.every}
 
-
-LOSSES = ("bce", "softmax")
 
 
 def group_loss(margins: torch.Tensor, labels: list[np.ndarray], loss: str) -> torch.Tensor:

@@ -51,6 +51,11 @@ def templates(path: Path | None = None) -> dict[str, Template]:
     return _load(str(path or TEMPLATE_FILE))
 
 
+def template_ids(kind: str = "recommendation") -> tuple[str, ...]:
+    """Ids of the templates of one kind: what a method's `template` parameter may name."""
+    return tuple(t.id for t in templates().values() if t.kind == kind)
+
+
 def get_template(template_id: str, path: Path | None = None) -> Template:
     all_t = templates(path)
     if template_id not in all_t:
