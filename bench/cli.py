@@ -378,10 +378,10 @@ def cmd_methods(args) -> int:
         cls = get_method(args.name)
         rows = [[f.name, repr(f.default) if f.default is not dataclasses.MISSING else "(required)",
                  cls.profiles.get("quick", {}).get(f.name, ""), cls.profiles.get("paper", {}).get(f.name, ""),
-                 f.metadata.get("help", "")]
+                 _valid_text(f), f.metadata.get("help", "")]
                 for f in dataclasses.fields(cls.Params)]
         print(f"{cls.name} ({cls.kind}): {cls.description}")
-        print(tabulate(rows, headers=["param", "default", "quick", "paper", "help"], tablefmt="github"))
+        print(tabulate(rows, headers=["param", "default", "quick", "paper", "valid", "help"], tablefmt="github"))
         return 0
     rows = []
     for name in available():
@@ -389,6 +389,18 @@ def cmd_methods(args) -> int:
         rows.append([name, cls.kind, "yes" if cls.supports_full else "no", cls.description])
     print(tabulate(rows, headers=["Method", "Kind", "Full ranking", "Description"], tablefmt="github"))
     return 0
+
+
+def _valid_text(f) -> str:
+    """What a Params field accepts, from its metadata (the same declaration Method.__init__ checks)."""
+    from bench.method import valid_choices
+    choices = valid_choices(f)
+    if choices is not None:
+        return ("each of: " if f.metadata.get("each") else "") + ", ".join(map(str, choices))
+    if "pattern" in f.metadata:
+        return f.metadata["pattern"][1]
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    return " ".join(x for x in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if x)
 
 
 def _run_args(r) -> None:
