@@ -23,7 +23,7 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
-from bench.report.leaderboard import KIND_ORDER, header
+from bench.report.labels import KIND_ORDER, header
 from bench.results import iter_results, method_labels, per_user_values
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
