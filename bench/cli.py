@@ -235,12 +235,13 @@ def cmd_diversity(args) -> int:
     from bench.data.prepare import load_dataset
     from bench.data.view import FitData
     from bench.method import get_method
-    from bench.report.diversity import run
+    from methods.ganprompt.diversity import check_method, run
     from rich.console import Console
     console = Console(stderr=True)
-    ds = load_dataset(args.dataset, data_root=args.data_root)
     overrides = _overrides(args.set, [args.method])[args.method]
     method = get_method(args.method).from_profile(args.profile, **overrides)
+    check_method(method)  # before the data is loaded
+    ds = load_dataset(args.dataset, data_root=args.data_root)
     data = FitData.from_dataset(ds, seed=args.seed, log=lambda m: console.print(m, highlight=False))
     out = Path(args.out) / ds.name / "diversity" / f"{args.method}-{args.profile}-seed{args.seed}"
     result = run(data, method, out, n_eval=args.samples)

@@ -28,6 +28,7 @@ def cli(*args, env=None):
     (["run", "--protocol", "sampled-best-n5"], "sampler 'best'; valid: uniform, popularity"),
     (["robustness", "--dataset", "ml-100k", "--methods", "tallrec", "--set", "tallrec.template=tallrec-0"],
      "conflicts with --seen seen-0"),
+    (["diversity", "--dataset", "ml-100k", "--method", "tallrec"], "the diversity analysis needs GANPrompt"),
     (["leaderboard", "--dataset", "toys", "--out", "/tmp/llmrec-empty"], "no results for dataset"),
     (["leaderboard", "--dataset", "nothing-here"], "unknown dataset"),
 ])
