@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.compat import recbole_sandbox
 from bench.data.readers import write_atomic
+from bench.errors import MethodError
 from bench.evaluate import METRIC_KEYS, evaluate_sampled
 from bench.method import DEVICE, Method, resolve_device
 from bench.training import BestOnValidation, CountedBatches, progress
@@ -157,7 +158,8 @@ class RecBoleMethod(Method):
             expected -= data.n_users  # augmentation: a user's first item is never a target
         got = len(train_ds.inter_feat)
         if got != expected:
-            raise RuntimeError(f"RecBole training set has {got} rows, the harness split implies {expected}")
+            raise MethodError(f"method {self.name}: RecBole's training set has {got} rows, the harness split "
+                              f"implies {expected}")
 
     def _map_ids(self, data, dataset) -> None:
         self.item_map_ = np.asarray(dataset.token2id("item_id", [str(i) for i in range(data.n_items)]), dtype=np.int64)

@@ -93,7 +93,7 @@ def score_sampled(method: Method, users: np.ndarray, items: np.ndarray, split: s
         sl = slice(start, start + batch)
         s = np.asarray(method.score(users[sl], items[sl], split=split))
         if s.shape != items[sl].shape:
-            raise ValueError(f"method {method.name}: score() returned shape {s.shape}, expected {items[sl].shape}")
+            raise MethodError(f"method {method.name}: score() returned shape {s.shape}, expected {items[sl].shape}")
         out.append(s)
         if on_batch:
             on_batch(len(users[sl]))

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.errors import MethodError
 from bench.evaluate import evaluate_sampled
 from bench.lm.params import LOSSES
 from bench.lm.packing import Group, batches_by_tokens, group_margins, split_group
@@ -171,7 +172,7 @@ def group_loss(margins: torch.Tensor, labels: list[np.ndarray], loss: str) -> to
     if loss == "bce":
         return F.binary_cross_entropy_with_logits(margins, y, reduction="sum")
     if loss != "softmax":
-        raise ValueError(f"loss {loss!r}: valid: {', '.join(LOSSES)}")
+        raise MethodError(f"loss {loss!r}: valid: {', '.join(LOSSES)}")
     out, at = margins.new_zeros(()), 0
     for lab in labels:
         m = margins[at:at + len(lab)]
