@@ -1,4 +1,7 @@
-"""The command line: run, datasets, methods, leaderboard."""
+"""The command line (`bench.py COMMAND --help`): argument parsing and printing only.
+
+Commands: run, reproduce, status, datasets, methods, compare-protocols, significance, diversity, robustness, audit,
+leaderboard."""
 from __future__ import annotations
 
 import argparse
