@@ -33,7 +33,8 @@ class LMParams:
         "help": "training histories; each is scored with its true next item and `negatives` negatives", "min": 1})
     negatives: int = field(default=1, metadata={
         "help": "negatives per training history (they share its prefix)", "min": 0})
-    epochs: int = field(default=1, metadata={"help": "fine-tuning epochs over the training groups", "min": 1})
+    epochs: int = field(default=1, metadata={"help": "fine-tuning epochs over the training groups (0 = zero-shot)",
+                                             "min": 0})
     batch_groups: int = field(default=16, metadata={"help": "training groups per optimiser step", "min": 1})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the fine-tuned parameters", "min": 0.0})
     loss: str = field(default="bce", metadata={

@@ -72,7 +72,7 @@ class GANPromptParams(LMParams):
     proj_hidden: int = field(default=512, metadata={"help": "projection hidden size (encoder+causal)", "min": 1})
     stage1_groups: int = field(default=0, metadata={"help": "training groups used in stage 1 (0 = all train_groups)",
                                                     "min": 0})
-    stage1_epochs: int = field(default=1, metadata={"help": "stage-1 epochs", "min": 1})
+    stage1_epochs: int = field(default=1, metadata={"help": "stage-1 epochs (0 = no stage-1 training)", "min": 0})
     stage1_batch: int = field(default=256, metadata={"help": "samples per stage-1 step (each with K+1 variants)",
                                                      "min": 1})
     stage1_lr: float = field(default=5e-5, metadata={"help": "Adam lr of G (the paper: 5e-5)", "min": 0.0})
