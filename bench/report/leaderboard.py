@@ -34,6 +34,12 @@ class Leaderboard:
     marks: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> label -> "†"
     significance_note: str = ""
     budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
+    written: list = field(default_factory=list)       # the files bench.api.leaderboard wrote
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per method label: kind, seeds, then the mean of each metric over seeds."""
+        return pd.concat([self.kind.rename("kind"), self.n_seeds.rename("seeds"), self.mean[self.metrics()]], axis=1)
 
     def metrics(self) -> list[str]:
         return [m for m in METRIC_KEYS if self.mean[m].notna().any()]

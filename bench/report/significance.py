@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +152,7 @@ class SignificanceReport:
     alpha: float
     rows: pd.DataFrame   # one row per comparison, see COLUMNS
     comparison: str = "best-baseline"  # best-baseline | vs-<reference> | all-pairs: part of the file name
+    written: list = field(default_factory=list)  # the files bench.api.significance wrote
 
     COLUMNS = ("method", "reference", "metric", "n_users", "n_seeds", "reference_n_seeds", "mean", "reference_mean",
                "seed_mean", "seed_std", "reference_seed_mean", "reference_seed_std", "diff", "ci_low", "ci_high",
