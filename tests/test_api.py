@@ -84,3 +84,21 @@ def test_reproduce_and_compare_protocols_leave_args_alone_and_call_the_api(monke
     with pytest.raises(Stop):
         args.func(args)
     assert vars(args) == before and len(calls) == 1 and calls[0][1]["run"] is False
+
+
+def test_robustness_through_the_api_trains_on_the_seen_template(tmp_path):
+    import yaml
+    from tests.conftest import tiny_recipe
+    from tests.test_conformance import TINY
+    recipe = tmp_path / "ml-tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe().to_dict()))
+    messages = []
+    with pytest.raises(BenchError, match="does not read prompts"):
+        api.robustness(str(recipe), methods="pop", negatives=10, users=8, out=tmp_path / "o")
+    rep = api.robustness(str(recipe), methods="tallrec", negatives=10, users=8, variants="templates",
+                         overrides={"tallrec": dict(TINY["tallrec"])}, out=tmp_path / "o", log=messages.append)
+    assert "tallrec: trained on the seen template 'seen-0' for the robustness suite" in messages[0]
+    assert rep.values.shape == (12, 1) and "seen-0" in rep.values.index and rep.written
+    again = api.robustness(str(recipe), methods="tallrec", negatives=10, users=8, variants="templates",
+                           overrides={"tallrec": dict(TINY["tallrec"])}, out=tmp_path / "o", log=messages.append)
+    assert any("finished earlier" in m for m in messages) and again.values.equals(rep.values)
