@@ -137,6 +137,7 @@ def plan_run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="
     from bench.executors import EXECUTORS
     from bench.method import PROFILES, get_method
     from bench.results import check_publishable, git_state
+    from bench.plugins import included
     from bench.runner import Cell
     _check_data_root(data_root)
     datasets, methods, seeds = _names(dataset, "--dataset"), _names(methods, "--methods"), _seeds(seeds)
@@ -169,7 +170,7 @@ def plan_run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="
         for p in protocols:
             if p.mode == "sampled":
                 check_negatives(ds, p.n_negatives)
-    cells = [Cell(d, m, s, protocols, profile, params[m], variants=variants)
+    cells = [Cell(d, m, s, protocols, profile, params[m], variants=variants, include=included())
              for d in datasets for s in seeds for m in methods]
     return RunPlan(datasets, methods, seeds, protocols, cells, out, data_root, force, executor, ray_address)
 
@@ -372,6 +373,26 @@ def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", s
     data = FitData.from_dataset(ds, seed=seed, log=log)
     folder = Path(out if out is not None else default_out()) / ds.name / "diversity" / f"{method}-{profile}-seed{seed}"
     return {**run_diversity(data, m, folder, n_eval=samples), "folder": folder}
+
+
+def check_method(name: str, overrides=None, profile: str | None = "quick",
+                 log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """`bench.py check-method`: the conformance checks every built-in method passes (bench/conformance.py), for one
+    method, fitted on a tiny MovieLens slice with its `profile` values and `overrides`. One row per check: check,
+    ok, detail."""
+    from bench.conformance import check_method as run_checks
+    from bench.method import get_method
+    get_method(name)
+    checks = run_checks(name, parse_overrides(overrides, [name])[name], profile, log=log)
+    return pd.DataFrame([dataclasses.asdict(c) for c in checks], columns=["name", "ok", "detail"]).rename(
+        columns={"name": "check"})
+
+
+def include(path) -> list[str]:
+    """Load a plugin .py file or folder (methods, dataset recipes, prompt templates), as `--include PATH` does;
+    returns the names of the methods it registered."""
+    from bench.plugins import include as load
+    return load(path)
 
 
 def datasets(names: Iterable[str] | str | None = None, data_root=None, raise_errors: bool = False) -> pd.DataFrame:

@@ -261,6 +261,18 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_check_method(args) -> int:
+    from rich.console import Console
+    console = Console(stderr=True)
+    df = api.check_method(args.name, overrides=args.set, profile=args.profile,
+                          log=lambda m: console.print(m, highlight=False) if args.verbose else None)
+    for r in df.itertuples():
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.check}" + (f": {r.detail}" if r.detail else ""))
+    bad = int((~df["ok"]).sum())
+    print(f"check-method {args.name}: " + (f"{bad} of {len(df)} checks failed" if bad else f"all {len(df)} checks pass"))
+    return 1 if bad else 0
+
+
 def _valid_text(f) -> str:
     """What a Params field accepts, from its metadata (the same declaration Method.__init__ checks)."""
     from bench.method import valid_choices
@@ -320,10 +332,25 @@ def _grid() -> list[argparse.ArgumentParser]:
     return [options, _out(), _data_root()]
 
 
+class _Sub:
+    """Every command takes --include and --debug (the shared parent), before or after the command name."""
+
+    def __init__(self, sub):
+        self.sub = sub
+
+    def add_parser(self, name, parents=(), **kwargs):
+        common = _parent((["--include"], dict(action="append", metavar="PATH", default=None,
+                                              help="load plugin methods / recipes / templates from a .py file or "
+                                                   "folder (repeatable)")),
+                         (["--debug"], dict(action="store_true", default=argparse.SUPPRESS,
+                                            help="show tracebacks instead of one-line errors")))
+        return self.sub.add_parser(name, parents=[*parents, common], **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench.py", description="Benchmark harness for LLM-based recommendation.")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = _Sub(p.add_subparsers(dest="command", required=True))
 
     r = sub.add_parser("run", help="train and score methods on a dataset; results go under --out",
                        parents=[_dataset(default="ml-100k", what="recipe name(s), comma-separated"), *_grid(), _executor()])
@@ -352,6 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("methods", help="list registered methods, or one method's parameters")
     m.add_argument("name", nargs="?", help="show this method's parameters and profiles")
     m.set_defaults(func=cmd_methods)
+
+    ck = sub.add_parser("check-method", help="run the conformance checks of the built-in methods on one method (a "
+                                             "plugin's, with --include): contract, parameters, a fit on a tiny "
+                                             "MovieLens slice, scores, save/load")
+    ck.add_argument("name", help="the method's registered name")
+    ck.add_argument("--profile", default="quick", help="profile whose values the fit uses (quick or paper)")
+    ck.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
+                    help="override a parameter, e.g. to make the check's fit small")
+    ck.add_argument("--verbose", action="store_true", help="show the method's training log")
+    ck.set_defaults(func=cmd_check_method)
 
     cp = sub.add_parser("compare-protocols", help="the same trained models under full ranking, uniform-N and "
                                                   "popularity-N candidates, with Kendall tau between the orderings",
@@ -412,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from bench.plugins import include
+        for path in args.include or []:
+            include(path)
         return args.func(args)
     except BenchError as exc:
         if args.debug or os.environ.get("LLMREC_DEBUG"):

@@ -190,6 +190,8 @@ def register(cls: type[Method]) -> type[Method]:
 
 def _load_builtin() -> None:
     import methods  # noqa: F401  (explicit registration happens in methods/__init__.py)
+    from bench.plugins import load_entry_points
+    load_entry_points()  # installed plugins (entry points); --include paths are loaded by the command line
 
 
 def available() -> list[str]:

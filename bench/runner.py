@@ -38,8 +38,15 @@ class Cell:
     profile: str = "quick"
     overrides: dict[str, Any] = field(default_factory=dict)
     variants: tuple | None = None  # prompt variants (robustness suite): each scored with the same trained model
+    include: tuple[str, ...] = ()  # plugin paths the method may come from (a Ray worker loads them too)
+
+    def load_plugins(self) -> None:
+        from bench.plugins import include
+        for path in self.include:
+            include(path)
 
     def build_method(self) -> Method:
+        self.load_plugins()
         return get_method(self.method).from_profile(self.profile, **self.overrides)
 
 
@@ -127,6 +134,7 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     git_start = git_state()   # provenance of the code that runs, taken before any work
     check_publishable(git_start, root)
+    cell.load_plugins()  # before the dataset: a plugin may bring its recipe
     ds = load_dataset(cell.dataset, data_root=data_root)
     method = cell.build_method()
     params = method.get_params()
