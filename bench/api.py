@@ -323,7 +323,7 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
     """`bench.py reproduce`: run the grid of a paper table (its methods on its dataset), then render it beside the
     published numbers. The quick profile's default budget scores every method on the same 100 users x 20
     candidates; give `negatives` / `users` to choose otherwise."""
-    from bench.report.reproduce import paper_methods, paper_table, write
+    from bench.report.reproduce import paper_methods, paper_table, save, side_by_side
     paper_table(table)  # unknown tables fail before any work
     if profile == "quick" and users is None and negatives is None:
         users, negatives = 100, 19   # the CPU budget
@@ -336,8 +336,9 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
     if run:
         result = _run_grid(dataset, methods, seeds, protocol.tag, "uniform", negatives, users, profile, overrides,
                            root, data_root, force, executor, ray_address, on_plan=on_plan, **callbacks)
-    md, df, paths = write(root, _dataset_name(dataset), table, protocol.tag)
-    return Reproduction(md, df, protocol.tag, paths, result)
+    name = _dataset_name(dataset)
+    md, df = side_by_side(root, name, table, protocol.tag)
+    return Reproduction(md, df, protocol.tag, save(root, name, table, protocol.tag, md, df), result)
 
 
 # ------------------------------------------------------------------------------------------ listings and checks

@@ -158,7 +158,6 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_compare_protocols(args) -> int:
-    from rich.console import Console
     with (_display(args.out) if args.run else contextlib.nullcontext({})) as callbacks:
         table = api.compare_protocols(args.dataset, metric=args.metric, run=args.run, executor=args.executor,
                                       ray_address=args.ray_address, **_grid_options(args), **callbacks)
@@ -269,7 +268,8 @@ def cmd_check_method(args) -> int:
     for r in df.itertuples():
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.check}" + (f": {r.detail}" if r.detail else ""))
     bad = int((~df["ok"]).sum())
-    print(f"check-method {args.name}: " + (f"{bad} of {len(df)} checks failed" if bad else f"all {len(df)} checks pass"))
+    print(f"check-method {args.name}: "
+          + (f"{bad} of {len(df)} checks failed" if bad else f"all {len(df)} checks pass"))
     return 1 if bad else 0
 
 
@@ -353,11 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _Sub(p.add_subparsers(dest="command", required=True))
 
     r = sub.add_parser("run", help="train and score methods on a dataset; results go under --out",
-                       parents=[_dataset(default="ml-100k", what="recipe name(s), comma-separated"), *_grid(), _executor()])
+                       parents=[_dataset(default="ml-100k", what="recipe name(s), comma-separated"), *_grid(),
+                                _executor()])
     r.add_argument("--protocol", default="sampled",
                    help="sampled (1 positive + N negatives per user), full (rank all items), or both: sampled,full; "
                         "exact tags such as sampled-uniform-n19-u100 may be added; one training serves every protocol")
-    r.add_argument("--sampler", default="uniform", help="negative sampler(s): uniform, popularity, or uniform,popularity")
+    r.add_argument("--sampler", default="uniform",
+                   help="negative sampler(s): uniform, popularity, or uniform,popularity")
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
     r.set_defaults(func=cmd_run)
 

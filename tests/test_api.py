@@ -17,7 +17,8 @@ def test_the_example_trains_two_methods_and_reports_through_the_api_alone(tmp_pa
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), str(tmp_path)], capture_output=True,
                        text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr
-    assert "leaderboard-sampled-uniform-n99.md" in r.stdout and "significance-sampled-uniform-n99-ndcg@10.md" in r.stdout
+    assert "leaderboard-sampled-uniform-n99.md" in r.stdout
+    assert "significance-sampled-uniform-n99-ndcg@10.md" in r.stdout
     board = (tmp_path / "ml-100k" / "leaderboard-sampled-uniform-n99.md").read_text()
     assert "| pop" in board and "| random" in board and "Improvement (%)" in board
     assert (tmp_path / "ml-100k" / "significance-sampled-uniform-n99-ndcg@10.csv").is_file()
@@ -26,6 +27,11 @@ def test_the_example_trains_two_methods_and_reports_through_the_api_alone(tmp_pa
     assert list(again.table["status"]) == ["skipped", "skipped"] and again.table["ndcg@10"].notna().all()
     lb = api.leaderboard("ml-100k", out=tmp_path, write=False)
     assert list(lb.table.index) == ["pop", "random"] and lb.table.at["pop", "hr@10"] > lb.table.at["random", "hr@10"]
+    rep = api.reproduce("beauty", dataset="ml-100k", negatives=99, run=False, out=tmp_path)
+    assert rep.protocol == "sampled-uniform-n99" and rep.run is None and all(p.is_file() for p in rep.written)
+    assert {"ours", "paper", "diff"} <= set(rep.table.columns) and "not run" in rep.markdown
+    with pytest.raises(BenchError, match="sampled-uniform-n19-u100"):  # the quick profile's CPU budget
+        api.reproduce("beauty", dataset="ml-100k", run=False, out=tmp_path)
 
 
 @pytest.mark.parametrize("kwargs, message", [

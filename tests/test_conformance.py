@@ -1,6 +1,5 @@
 """Every registered method passes the same contract on a tiny slice of real data (scikit-learn's check_estimator,
 for recommenders)."""
-import numpy as np
 import pytest
 
 from bench.data.candidates import draw

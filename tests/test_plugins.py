@@ -123,8 +123,8 @@ def test_include_registers_the_methods_a_file_defines(clean_registries):
     (lambda p: p / "missing.py", "no such file or folder"),
     (lambda p: (p / "notes.txt").write_text("x") and p / "notes.txt", "expected a .py file or a folder"),
     (lambda p: (p / "bad.py").write_text("import nowhere_at_all\n") and p / "bad.py", "ModuleNotFoundError"),
-    (lambda p: (p / "clash.py").write_text(
-        "from bench.method import Method\nclass P(Method):\n    name = 'pop'\n    description = 'x'\n") and p / "clash.py",
+    (lambda p: (p / "clash.py").write_text("from bench.method import Method\nclass P(Method):\n    name = 'pop'\n")
+     and p / "clash.py",
      "method name 'pop' registered twice"),
 ])
 def test_bad_includes_are_one_line(tmp_path, clean_registries, make, message):
