@@ -41,7 +41,8 @@ def _scipy_dok_update() -> None:
 def _pandas_check() -> None:
     import pandas as pd
     if int(pd.__version__.split(".")[0]) >= 3:
-        raise RuntimeError(f"pandas {pd.__version__} breaks RecBole 1.2.1 silently (copy-on-write); install pandas<3")
+        from bench.errors import BenchError
+        raise BenchError(f"pandas {pd.__version__} breaks RecBole 1.2.1 silently (copy-on-write); install pandas<3")
 
 
 def apply() -> None:

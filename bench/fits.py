@@ -20,8 +20,7 @@ def fit_dir(root: Path, dataset: str, method: str, params: dict, seed: int) -> P
 
 
 def can_save(method: Method) -> bool:
-    cls = type(method)
-    return callable(getattr(cls, "save", None)) and callable(getattr(cls, "load", None))
+    return method.implements("save")
 
 
 def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: bool = False,
@@ -53,7 +52,7 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
         shutil.rmtree(tmp, ignore_errors=True)
         method.save(tmp)
         write_json(tmp / "fit.json", {"fingerprint": fingerprint, "params": method.get_params(), "fit_s": fit_s,
-                                      "fit_info": getattr(method, "fit_info_", {}),
+                                      "fit_info": dict(method.fit_info_),
                                       "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

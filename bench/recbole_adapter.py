@@ -21,22 +21,26 @@ import pandas as pd
 
 from bench.compat import recbole_sandbox
 from bench.data.readers import write_atomic
-from bench.evaluate import evaluate_sampled
-from bench.method import Method, resolve_device
+from bench.errors import MethodError
+from bench.evaluate import METRIC_KEYS, evaluate_sampled
+from bench.method import DEVICE, Method, resolve_device
 from bench.training import BestOnValidation, CountedBatches, progress
 
 
 @dataclass
 class RecBoleParams:
-    epochs: int = field(default=200, metadata={"help": "maximum training epochs"})
+    epochs: int = field(default=200, metadata={"help": "maximum training epochs", "min": 1})
     max_minutes: float | None = field(default=None, metadata={"help": "safety stop only (the budget is `epochs`): stops after the epoch that crosses it and marks the result budget-stopped, not reproducible"})
-    patience: int = field(default=10, metadata={"help": "epochs without validation improvement before stopping"})
-    valid_metric: str = field(default="ndcg@10", metadata={"help": "harness metric on validation candidates for early stopping"})
-    valid_every: int = field(default=1, metadata={"help": "validate every N epochs"})
+    patience: int = field(default=10, metadata={"help": "epochs without validation improvement before stopping",
+                                                   "min": 1})
+    valid_metric: str = field(default="ndcg@10", metadata={
+        "help": "harness metric on validation candidates for early stopping", "choices": METRIC_KEYS})
+    valid_every: int = field(default=1, metadata={"help": "validate every N epochs", "min": 1})
     learning_rate: float = field(default=0.001, metadata={"help": "Adam learning rate (RecBole default)"})
-    train_batch_size: int = field(default=2048, metadata={"help": "training batch size (RecBole default)"})
-    eval_batch_size: int = field(default=512, metadata={"help": "users per scoring batch"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when available)"})
+    train_batch_size: int = field(default=2048, metadata={"help": "training batch size (RecBole default)",
+                                                               "min": 1})
+    eval_batch_size: int = field(default=512, metadata={"help": "users per scoring batch", "min": 1})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when available)", **DEVICE})
 
 
 # CPU budget vs the paper's settings; every RecBole baseline uses these unless its module says otherwise.
@@ -154,7 +158,8 @@ class RecBoleMethod(Method):
             expected -= data.n_users  # augmentation: a user's first item is never a target
         got = len(train_ds.inter_feat)
         if got != expected:
-            raise RuntimeError(f"RecBole training set has {got} rows, the harness split implies {expected}")
+            raise MethodError(f"method {self.name}: RecBole's training set has {got} rows, the harness split "
+                              f"implies {expected}")
 
     def _map_ids(self, data, dataset) -> None:
         self.item_map_ = np.asarray(dataset.token2id("item_id", [str(i) for i in range(data.n_items)]), dtype=np.int64)

@@ -15,75 +15,22 @@ import hashlib
 import importlib.metadata
 import os
 import platform
-import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.evaluate import chance_metrics, evaluate_full, per_user_from_ranks
+from bench.evaluate import evaluate_full, per_user_from_ranks
 from bench.io import _atomic, read_json, sha256_json, write_json, write_npz
 from bench.paths import PROJECT_ROOT
+from bench.protocol import SUBSAMPLE_SEED, Protocol  # noqa: F401  (re-exported: they lived here)
 
 SCHEMA_VERSION = 1
-# The --users subsample is drawn from this fixed seed, never from the run seed, so every seed of every method scores
-# the same users and pooling seeds pairs them all. 0 reproduces the subsample that seed-0 cells drew before.
-SUBSAMPLE_SEED = 0
 COMPACT_FILE = "per_user.csv.gz"
 PUBLISHED_DIR = "results"   # the tracked reference results; everything else (runs/, $LLMREC_RESULTS) is a run folder
 PACKAGES = ("torch", "recbole", "numpy", "pandas", "scipy", "scikit-learn", "transformers", "peft", "llmrec-bench")
-
-
-@dataclass(frozen=True)
-class Protocol:
-    mode: str = "sampled"          # "sampled" | "full"
-    sampler: str = "uniform"       # sampled only: "uniform" | "popularity"
-    n_negatives: int = 99          # sampled only
-    max_users: int | None = None   # a seeded test-user subsample shared by every method (CPU budgets for LLMs)
-
-    @property
-    def tag(self) -> str:
-        base = "full" if self.mode == "full" else f"sampled-{self.sampler}-n{self.n_negatives}"
-        return base + (f"-u{self.max_users}" if self.max_users else "")
-
-    @classmethod
-    def from_tag(cls, tag: str) -> "Protocol":
-        """Inverse of `tag`: 'full', 'full-u500', 'sampled-uniform-n99', 'sampled-popularity-n19-u100'."""
-        m = re.fullmatch(r"(?:(full)|sampled-(\w+?)-n(\d+))(?:-u(\d+))?", tag)
-        if not m:
-            raise BenchError(f"protocol tag {tag!r}: expected full, full-u<USERS> or sampled-<SAMPLER>-n<N>[-u<USERS>]")
-        users = int(m.group(4)) if m.group(4) else None
-        if m.group(1):
-            return cls("full", max_users=users)
-        return cls("sampled", m.group(2), int(m.group(3)), users)
-
-    def chance(self) -> dict[str, float] | None:
-        """Expected metrics of random scores over this protocol's 1 + N candidates; None under full ranking."""
-        return chance_metrics(self.n_negatives + 1) if self.mode == "sampled" else None
-
-    def to_dict(self) -> dict:
-        users = {"max_users": self.max_users,
-                 "users": "all test users" if not self.max_users else
-                 f"subsample of test users drawn with the fixed subsample seed {SUBSAMPLE_SEED}, the same for "
-                 "every method and every run seed"}
-        if self.max_users:
-            users["subsample_seed"] = SUBSAMPLE_SEED
-        if self.mode == "full":
-            return {"mode": "full", **users,
-                    "masking": "each user's earlier items (history) are excluded; the target never is"}
-        return {"mode": "sampled", "sampler": self.sampler, "n_negatives": self.n_negatives, **users,
-                "negatives": "never an item the user interacted with in any split; positive at a random column"}
-
-    def user_rows(self, n_users: int, seed: int | None = None) -> np.ndarray:
-        """Indices of the evaluated users: all, or a subsample that depends only on n_users and SUBSAMPLE_SEED.
-        `seed` (the run seed) is accepted for old callers and ignored: pooled seeds must pair the same users."""
-        if not self.max_users or self.max_users >= n_users:
-            return np.arange(n_users)
-        rng = np.random.default_rng([SUBSAMPLE_SEED, 7919])
-        return np.sort(rng.choice(n_users, size=self.max_users, replace=False))
 
 
 def params_hash(params: dict) -> str:

@@ -12,15 +12,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.data.candidates import check_negatives, file_digest, get_candidates, max_negatives
+from bench.data.candidates import check_negatives, get_candidates, max_negatives
 from bench.data.prepare import SeqDataset, load_dataset
 from bench.data.view import FitData
 from bench.evaluate import Evaluation, evaluate_full, evaluate_sampled, full_ranks
 from bench.errors import BenchError, MethodError
 from bench.fits import fit_dir, fit_or_load
 from bench.method import Method, get_method
-from bench.io import write_json
-from bench.results import (Protocol, cell_dir, check_publishable, environment, git_state, is_finished, is_published,
+from bench.io import sha256_file, write_json
+from bench.protocol import Protocol
+from bench.results import (cell_dir, check_publishable, environment, git_state, is_finished, is_published,
                            params_hash, write_cell)
 from bench.training import budget_stopped, recording_budget_stops
 
@@ -37,8 +38,15 @@ class Cell:
     profile: str = "quick"
     overrides: dict[str, Any] = field(default_factory=dict)
     variants: tuple | None = None  # prompt variants (robustness suite): each scored with the same trained model
+    include: tuple[str, ...] = ()  # plugin paths the method may come from (a Ray worker loads them too)
+
+    def load_plugins(self) -> None:
+        from bench.plugins import include
+        for path in self.include:
+            include(path)
 
     def build_method(self) -> Method:
+        self.load_plugins()
         return get_method(self.method).from_profile(self.profile, **self.overrides)
 
 
@@ -92,7 +100,7 @@ def score_sampled(method: Method, users: np.ndarray, items: np.ndarray, split: s
         sl = slice(start, start + batch)
         s = np.asarray(method.score(users[sl], items[sl], split=split))
         if s.shape != items[sl].shape:
-            raise ValueError(f"method {method.name}: score() returned shape {s.shape}, expected {items[sl].shape}")
+            raise MethodError(f"method {method.name}: score() returned shape {s.shape}, expected {items[sl].shape}")
         out.append(s)
         if on_batch:
             on_batch(len(users[sl]))
@@ -126,13 +134,14 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     git_start = git_state()   # provenance of the code that runs, taken before any work
     check_publishable(git_start, root)
+    cell.load_plugins()  # before the dataset: a plugin may bring its recipe
     ds = load_dataset(cell.dataset, data_root=data_root)
     method = cell.build_method()
     params = method.get_params()
     if cell.variants is None:
         targets = [(p, None, cell_dir(root, ds.name, p, cell.method, params, cell.seed)) for p in cell.protocols]
     else:
-        if not hasattr(method, "set_prompt"):
+        if not method.implements("set_prompt"):
             raise MethodError(f"method {method.name} does not read prompts; the robustness suite applies to "
                               "prompt-based methods")
         targets = [(p, v, cell_dir(Path(root) / ds.name / "robustness", None, p, cell.method, params, cell.seed)
@@ -151,8 +160,21 @@ def run_cell(cell: Cell, root: Path, data_root=None, force: bool = False,
     for i in pending:
         mark_running(folders[i])
     try:
-        _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress,
-                       refit=force, provenance=provenance)
+        fitted = fit_cell(cell, root, ds, method, refit=force, provenance=provenance, log=log)
+        for i in pending:
+            protocol, variant, folder = targets[i]
+            if variant is not None:
+                fitted.method.set_prompt(variant.template, variant.style)
+            progress = (lambda n, p=protocol: on_progress("score", n, len(p.user_rows(ds.n_users)))
+                        if on_progress else None)
+            answers = fitted.method.answer_counter()
+            if answers is not None:
+                answers.reset()  # validation scoring during fit counted too
+            scored = SCORERS[protocol.mode](fitted, ds, root, protocol, progress)
+            result = result_record(fitted, scored, protocol, variant, t_start)
+            write_cell(folder, result, scored.per_user)
+            (folder / "failed.json").unlink(missing_ok=True)
+            out[i] = ("done", result, folder)
     except BaseException as exc:
         for i in pending:
             if out[i][0] != "done" and not isinstance(exc, BenchError):
@@ -192,10 +214,31 @@ def mark_failed(folder: Path, exc: BaseException) -> None:
                                         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
-def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_start, log, on_progress,
-                   refit: bool = False, provenance: dict | None = None) -> None:
-    """Fit once (or load the saved fit, for methods that can save one), then score and write every pending target;
-    fills `out` as cells finish."""
+@dataclass
+class Fitted:
+    """A cell's method after fit (or after loading its saved fit), and what every protocol's result shares."""
+    cell: Cell
+    method: Method
+    data: FitData
+    fit: dict            # fit_or_load's {"fit_s", "load_s", "reused_from"}
+    common: dict         # the result.json sections every protocol of the cell shares
+    valid: dict          # the protocol record of the early-stopping candidates
+
+
+@dataclass
+class Scored:
+    """One protocol's scores, evaluated: the metrics, the per-user arrays written beside them, and timings."""
+    evaluation: Evaluation
+    per_user: dict[str, np.ndarray]
+    protocol_info: dict  # what this mode adds to the protocol record (candidate file and its hash)
+    score_s: float
+    eval_s: float
+
+
+def fit_cell(cell: Cell, root: Path, ds: SeqDataset, method: Method, refit: bool = False,
+             provenance: dict | None = None, log: Callable[[str], None] = print) -> Fitted:
+    """Fit once (or load the saved fit, for methods that can save one) on the fixed validation candidates."""
+    params = method.get_params()
     vp = valid_protocol(ds)
     valid_c, valid_path = get_candidates(root, ds, "valid", vp.n_negatives, vp.sampler, cell.seed)
     data = FitData.from_dataset(ds, valid_candidates=valid_c, seed=cell.seed, log=log)
@@ -203,7 +246,7 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
     with recording_budget_stops() as stops:
         method, fit = fit_or_load(method, data, fit_dir(root, ds.name, cell.method, params, cell.seed),
                                   ds.fingerprint, refit=refit, log=log)
-    fit_info = getattr(method, "fit_info_", {})
+    fit_info = dict(method.fit_info_)
     if provenance is None:
         provenance = {"taken": "cell start", **git_state()}
     if is_published(root):  # the code must not have changed while the cell ran
@@ -214,7 +257,7 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
                              f"{end.get('dirty')} at the end)")
     common = {
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint, "recipe": ds.recipe, "stats": ds.stats(),
-                    "text_source": ds.text_source},
+                    "text_source": ds.text_source, "items_without_text": items_without_text(ds)},
         "method": {"name": method.name, "kind": method.kind, "profile": cell.profile, "params": params,
                    "params_hash": params_hash(params), "overrides": cell.overrides},
         "seed": cell.seed,
@@ -223,52 +266,57 @@ def _fit_and_score(cell, root, ds, method, params, targets, pending, out, t_star
                      "budget_stops": list(stops),
                      "fit_reused_from": os.path.relpath(fit["reused_from"], root) if fit["reused_from"] else None},
         "provenance": provenance,
-        "environment": environment(getattr(method, "device_", "cpu"), git=provenance_git(provenance)),
+        "environment": environment(method.device_, git=provenance_git(provenance)),
     }
-    n_no_text = items_without_text(ds)
-    common["dataset"]["items_without_text"] = n_no_text
-    for i in pending:
-        protocol, variant, folder = targets[i]
-        if variant is not None:
-            method.set_prompt(variant.template, variant.style)
-        progress = (lambda n: on_progress("score", n, len(protocol.user_rows(ds.n_users)))
-                    if on_progress else None)
-        answers = method.answer_counter()
-        if answers is not None:
-            answers.reset()  # validation scoring during fit counted too
-        t0 = time.perf_counter()
-        info = protocol.to_dict()
-        if protocol.mode == "sampled":
-            test_c, test_path = get_candidates(root, ds, "test", protocol.n_negatives, protocol.sampler, cell.seed)
-            test_c = test_c.subset(protocol.user_rows(ds.n_users))
-            scores = score_sampled(method, test_c.users, test_c.items, "test", on_batch=progress)
-            score_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            ev = evaluate_sampled(scores, test_c.labels)
-            per_user = {"users": test_c.users, "target": test_c.target, "candidates": test_c.items, "scores": scores}
-            info.update(candidates_file=str(test_path.relative_to(root)), candidates_sha256=file_digest(test_path))
-        else:
-            users = protocol.user_rows(ds.n_users)
-            ev, target = evaluate_method_full(method, data, ds, "test", users, on_batch=progress)
-            score_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            per_user = {"users": users, "target": target}
-        eval_s = time.perf_counter() - t0
-        per_user.update(ev.per_user)
-        per_user["item_tokens"] = np.array(ds.item_tokens)
-        per_user["user_tokens"] = np.array(ds.user_tokens)
-        info.update(seed=cell.seed, split="test", leave_one_out="last item test, second-last validation",
-                    valid_candidates_file=str(valid_path.relative_to(root)), early_stopping=vp.tag,
-                    valid_negatives=vp.n_negatives,
-                    tie_policy="ranks pessimistic (ties count against the positive); AUC/GAUC count ties as 1/2")
-        if variant is not None:
-            info["prompt"] = {"variant": variant.id, "level": variant.level, "template": variant.template.id,
-                              "text": variant.template.text, "answer_cue": variant.template.answer_cue,
-                              "answers": list(variant.template.answers), "style": variant.style}
-        result = {**common, "protocol": info, "metrics": ev.metrics, "n_users": int(len(per_user["users"])),
-                  "answers": answers.as_dict() if answers is not None else None,
-                  "timings": {"fit_s": fit["fit_s"], "fit_load_s": fit["load_s"], "score_s": score_s, "eval_s": eval_s,
-                              "total_s": time.perf_counter() - t_start}}
-        write_cell(folder, result, per_user)
-        (folder / "failed.json").unlink(missing_ok=True)
-        out[i] = ("done", result, folder)
+    valid = {"valid_candidates_file": str(valid_path.relative_to(root)), "early_stopping": vp.tag,
+             "valid_negatives": vp.n_negatives}
+    return Fitted(cell, method, data, fit, common, valid)
+
+
+def score_sampled_protocol(fitted: Fitted, ds: SeqDataset, root: Path, protocol: Protocol,
+                           on_batch: Callable[[int], None] | None = None) -> Scored:
+    """Score the saved test candidates of `protocol` (its user subsample) and evaluate them."""
+    t0 = time.perf_counter()
+    test_c, test_path = get_candidates(root, ds, "test", protocol.n_negatives, protocol.sampler, fitted.cell.seed)
+    test_c = test_c.subset(protocol.user_rows(ds.n_users))
+    scores = score_sampled(fitted.method, test_c.users, test_c.items, "test", on_batch=on_batch)
+    score_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ev = evaluate_sampled(scores, test_c.labels)
+    per_user = {"users": test_c.users, "target": test_c.target, "candidates": test_c.items, "scores": scores}
+    info = {"candidates_file": str(test_path.relative_to(root)), "candidates_sha256": sha256_file(test_path)}
+    return Scored(ev, per_user, info, score_s, time.perf_counter() - t0)
+
+
+def score_full_protocol(fitted: Fitted, ds: SeqDataset, root: Path, protocol: Protocol,
+                        on_batch: Callable[[int], None] | None = None) -> Scored:
+    """Rank every item for the protocol's users (their earlier items masked) and evaluate the ranks."""
+    t0 = time.perf_counter()
+    users = protocol.user_rows(ds.n_users)
+    ev, target = evaluate_method_full(fitted.method, fitted.data, ds, "test", users, on_batch=on_batch)
+    # evaluation happens inside the batched ranking; its time is counted as scoring
+    return Scored(ev, {"users": users, "target": target}, {}, time.perf_counter() - t0, 0.0)
+
+
+SCORERS = {"sampled": score_sampled_protocol, "full": score_full_protocol}
+
+
+def result_record(fitted: Fitted, scored: Scored, protocol: Protocol, variant, t_start: float) -> dict:
+    """result.json of one protocol (and prompt variant) of a fitted cell; `scored.per_user` gains the token lists."""
+    per_user = scored.per_user
+    per_user.update(scored.evaluation.per_user)
+    per_user["item_tokens"] = np.array(fitted.data.item_tokens)
+    per_user["user_tokens"] = np.array(fitted.data.user_tokens)
+    info = {**protocol.to_dict(), **scored.protocol_info, "seed": fitted.cell.seed, "split": "test",
+            "leave_one_out": "last item test, second-last validation", **fitted.valid,
+            "tie_policy": "ranks pessimistic (ties count against the positive); AUC/GAUC count ties as 1/2"}
+    if variant is not None:
+        info["prompt"] = {"variant": variant.id, "level": variant.level, "template": variant.template.id,
+                          "text": variant.template.text, "answer_cue": variant.template.answer_cue,
+                          "answers": list(variant.template.answers), "style": variant.style}
+    answers = fitted.method.answer_counter()
+    return {**fitted.common, "protocol": info, "metrics": scored.evaluation.metrics,
+            "n_users": int(len(per_user["users"])),
+            "answers": answers.as_dict() if answers is not None else None,
+            "timings": {"fit_s": fitted.fit["fit_s"], "fit_load_s": fitted.fit["load_s"], "score_s": scored.score_s,
+                        "eval_s": scored.eval_s, "total_s": time.perf_counter() - t_start}}

@@ -17,7 +17,8 @@ class BERT4RecParams(RecBoleParams):
     attn_dropout_prob: float = field(default=0.2, metadata={"help": "dropout on attention weights"})
     mask_ratio: float = field(default=0.2, metadata={"help": "share of items replaced by [MASK] in training"})
     MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
-    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR",
+                                                   "choices": ("CE", "BPR")})
 
 
 class BERT4Rec(RecBoleMethod):

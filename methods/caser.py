@@ -16,7 +16,8 @@ class CaserParams(RecBoleParams):
     nv: int = field(default=4, metadata={"help": "vertical convolution filters"})
     nh: int = field(default=8, metadata={"help": "horizontal convolution filters per height"})
     MAX_ITEM_LIST_LENGTH: int = field(default=5, metadata={"help": "window L of recent items (Caser paper: 5)"})
-    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR",
+                                                   "choices": ("CE", "BPR")})
 
 
 class Caser(RecBoleMethod):

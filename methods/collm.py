@@ -22,7 +22,7 @@ import torch.nn as nn
 from bench.lm.engine import finetune
 from bench.lm.method import LoRAYesNo
 from bench.lm.params import LMParams
-from bench.lm.prompts import Encoded, PromptBuilder, Template
+from bench.lm.prompts import Encoded, PromptBuilder, Template, template_ids
 from bench.lm.samples import make_groups
 
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
@@ -30,7 +30,8 @@ USER_SLOT, ITEM_SLOT = "<user>", "<item>"
 
 @dataclass
 class CoLLMParams(LMParams):
-    template: str = field(default="collm-0", metadata={"help": "template with <user> and <item> placeholders"})
+    template: str = field(default="collm-0", metadata={"help": "template with <user> and <item> placeholders",
+                                                       "choices": template_ids})
     cf_epochs: int = field(default=50, metadata={"help": "BPR-MF training epochs (early-stopped on validation)"})
     cf_embedding_size: int = field(default=64, metadata={"help": "BPR-MF embedding size"})
     mlp_hidden: int = field(default=256, metadata={"help": "hidden size of the embedding mapper"})

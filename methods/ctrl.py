@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_encoder
 from bench.lm.prompts import PromptStyle
-from bench.method import Method, resolve_device
+from bench.method import DEVICE, Method, resolve_device
 from bench.training import BestOnValidation
 from bench.lm.pooling import masked_mean
 
@@ -33,18 +33,18 @@ class CTRLParams:
     embedding_size: int = field(default=64, metadata={"help": "user / item embedding size"})
     hidden: int = field(default=128, metadata={"help": "collaborative MLP size"})
     shared_dim: int = field(default=64, metadata={"help": "alignment space size"})
-    temperature: float = field(default=0.1, metadata={"help": "InfoNCE temperature"})
+    temperature: float = field(default=0.1, metadata={"help": "InfoNCE temperature", "min": 1e-6})
     align_pairs: int = field(default=20000, metadata={"help": "(user, item) training pairs used for alignment"})
     align_epochs: int = field(default=5, metadata={"help": "stage-1 (alignment) epochs"})
-    epochs: int = field(default=50, metadata={"help": "stage-2 (fine-tuning) epochs"})
-    batch_size: int = field(default=512, metadata={"help": "batch size of both stages"})
+    epochs: int = field(default=50, metadata={"help": "stage-2 (fine-tuning) epochs", "min": 1})
+    batch_size: int = field(default=512, metadata={"help": "batch size of both stages", "min": 1})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    negatives: int = field(default=4, metadata={"help": "sampled negatives per positive in stage 2"})
+    negatives: int = field(default=4, metadata={"help": "sampled negatives per positive in stage 2", "min": 1})
     patience: int = field(default=5, metadata={"help": "stage-2 epochs without validation improvement"})
     history_len: int = field(default=5, metadata={"help": "history titles in the textual view"})
     title_words: int = field(default=8, metadata={"help": "titles cut to this many words"})
     max_minutes: float | None = field(default=None, metadata={"help": "time budget per stage"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto", **DEVICE})
 
 
 class _Collaborative(nn.Module):

@@ -19,7 +19,8 @@ class DINParams(RecBoleParams):
     embedding_size: int = field(default=10, metadata={"help": "embedding size of each feature"})
     mlp_hidden_size: str = field(default="256,256,256", metadata={"help": "MLP layer sizes, comma-separated"})
     dropout_prob: float = field(default=0.0, metadata={"help": "MLP dropout"})
-    pooling_mode: str = field(default="mean", metadata={"help": "pooling of token_seq features: mean, max or sum"})
+    pooling_mode: str = field(default="mean", metadata={"help": "pooling of token_seq features: mean, max or sum",
+                                                        "choices": ("mean", "max", "sum")})
     use_attributes: bool = field(default=True, metadata={"help": "add the recipe's item attribute field as a feature"})
     MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
     full_batch_items: int = field(default=4096, metadata={"help": "items per forward pass in full ranking"})

@@ -14,7 +14,8 @@ class GRU4RecParams(RecBoleParams):
     num_layers: int = field(default=1, metadata={"help": "GRU layers"})
     dropout_prob: float = field(default=0.3, metadata={"help": "embedding dropout"})
     MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
-    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR",
+                                                   "choices": ("CE", "BPR")})
 
 
 class GRU4Rec(RecBoleMethod):

@@ -10,9 +10,11 @@ from bench.recbole_adapter import RecBoleMethod, RecBoleParams
 @dataclass
 class HGNParams(RecBoleParams):
     embedding_size: int = field(default=64, metadata={"help": "user and item embedding size"})
-    pooling_type: str = field(default="average", metadata={"help": "average or max pooling of gated items"})
+    pooling_type: str = field(default="average", metadata={"help": "average or max pooling of gated items",
+                                                           "choices": ("average", "max")})
     MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
-    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR",
+                                                   "choices": ("CE", "BPR")})
 
 
 class HGN(RecBoleMethod):

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from bench.errors import MethodError
 from bench.evaluate import evaluate_sampled
 from bench.lm.models import load_t5
-from bench.lm.prompts import get_template
-from bench.method import Method, resolve_device
+from bench.lm.prompts import get_template, template_ids
+from bench.method import DEVICE, Method, resolve_device
 from bench.training import BestOnValidation
 
 
@@ -26,18 +26,23 @@ from bench.training import BestOnValidation
 class P5Params:
     t5: str = field(default="t5-small", metadata={
         "help": "T5 name or path (t5-small, t5-base); scratch-small = t5-small's shape trained from scratch (offline)"})
-    train_templates: str = field(default="p5-seq-0,p5-seq-1,p5-seq-2", metadata={"help": "templates seen in training"})
-    eval_template: str = field(default="p5-seq-0", metadata={"help": "template used for scoring (p5-seq-3 is held out)"})
-    train_samples: int = field(default=20000, metadata={"help": "(history, next item) training samples"})
-    epochs: int = field(default=10, metadata={"help": "training epochs (best by validation NDCG@10 kept)"})
-    batch_size: int = field(default=32, metadata={"help": "training batch size"})
+    train_templates: str = field(default="p5-seq-0,p5-seq-1,p5-seq-2", metadata={
+        "help": "templates seen in training", "choices": template_ids, "each": ","})
+    eval_template: str = field(default="p5-seq-0", metadata={
+        "help": "template used for scoring (p5-seq-3 is held out)", "choices": template_ids})
+    train_samples: int = field(default=20000, metadata={"help": "(history, next item) training samples",
+                                                              "min": 1})
+    epochs: int = field(default=10, metadata={"help": "training epochs (best by validation NDCG@10 kept)",
+                                                   "min": 1})
+    batch_size: int = field(default=32, metadata={"help": "training batch size", "min": 1})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (P5: 1e-3)"})
-    history_len: int = field(default=10, metadata={"help": "history items in the prompt"})
+    history_len: int = field(default=10, metadata={"help": "history items in the prompt", "min": 1})
     max_length: int = field(default=256, metadata={"help": "max prompt tokens"})
-    valid_users: int = field(default=200, metadata={"help": "validation users for early stopping (0 = none)"})
-    patience: int = field(default=3, metadata={"help": "epochs without validation improvement"})
+    valid_users: int = field(default=200, metadata={"help": "validation users for early stopping (0 = none)",
+                                                        "min": 0})
+    patience: int = field(default=3, metadata={"help": "epochs without validation improvement", "min": 1})
     max_minutes: float | None = field(default=None, metadata={"help": "training time budget"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto", **DEVICE})
 
 
 class P5(Method):

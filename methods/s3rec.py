@@ -34,7 +34,7 @@ class S3RecParams(RecBoleParams):
     pretrain_epochs: int = field(default=100, metadata={"help": "pre-training epochs"})
     pretrain_max_minutes: float | None = field(default=None, metadata={"help": "pre-training time budget"})
     MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
-    loss_type: str = field(default="CE", metadata={"help": "fine-tuning loss: CE or BPR"})
+    loss_type: str = field(default="CE", metadata={"help": "fine-tuning loss: CE or BPR", "choices": ("CE", "BPR")})
 
 
 class S3Rec(RecBoleMethod):

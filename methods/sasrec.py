@@ -17,7 +17,8 @@ class SASRecParams(RecBoleParams):
     hidden_dropout_prob: float = field(default=0.5, metadata={"help": "dropout on hidden states"})
     attn_dropout_prob: float = field(default=0.5, metadata={"help": "dropout on attention weights"})
     MAX_ITEM_LIST_LENGTH: int = field(default=50, metadata={"help": "history length the model reads"})
-    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR",
+                                                   "choices": ("CE", "BPR")})
 
 
 class SASRec(RecBoleMethod):

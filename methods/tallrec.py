@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 from bench.lm.method import LoRAYesNo
 from bench.lm.params import LMParams
+from bench.lm.prompts import template_ids
 
 
 @dataclass
 class TALLRecParams(LMParams):
-    template: str = field(default="tallrec-0", metadata={"help": "instruction template id (bench/lm/templates.yaml)"})
+    template: str = field(default="tallrec-0", metadata={"help": "instruction template id (bench/lm/templates.yaml)",
+                                                         "choices": template_ids})
     train_groups: int = field(default=256, metadata={"help": "few-shot size: training histories (TALLRec: 16-256)"})
     negatives: int = field(default=1, metadata={"help": "negatives per training history"})
     epochs: int = field(default=3, metadata={"help": "fine-tuning epochs (best by validation GAUC is kept)"})

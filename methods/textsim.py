@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.lm.models import load_encoder
 from bench.lm.pooling import masked_mean
-from bench.method import Method, resolve_device
+from bench.method import DEVICE, Method, resolve_device
 
 
 @dataclass
@@ -20,7 +20,7 @@ class TextSimParams:
     title_words: int = field(default=0, metadata={"help": "item text cut to this many words (0 = whole text)"})
     max_length: int = field(default=64, metadata={"help": "encoder tokens per item text"})
     batch_size: int = field(default=128, metadata={"help": "item texts per encoder forward pass"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto", **DEVICE})
 
 
 class TextSim(Method):

@@ -8,17 +8,12 @@ import pytest
 os.environ.setdefault("LLMREC_CACHE", tempfile.mkdtemp(prefix="llmrec-test-cache-"))
 
 from bench.data.prepare import load_dataset  # noqa: E402
-from bench.data.recipe import Recipe, load_recipe  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AMAZON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon"
 
 
-def tiny_recipe(fraction: float = 0.06, name: str = "ml-tiny") -> Recipe:
-    """A seeded slice of the embedded MovieLens-100K: ~55 users, fast enough for any method."""
-    base = load_recipe("ml-100k").to_dict()
-    base.update(name=name, subsample_users=fraction, subsample_seed=0, kcore=3)
-    return Recipe(**base)
+from bench.conformance import tiny_recipe  # noqa: E402,F401  (the slice check-method uses too)
 
 
 @pytest.fixture(scope="session")

@@ -126,3 +126,42 @@ def test_a_deterministic_cell_error_is_tried_once_and_leaves_no_cell(tmp_path, m
     assert outcome.status == "failed" and outcome.attempts == 1 and len(calls) == 1
     assert outcome.error == "pop: the data cannot be used (a deterministic problem)"
     assert not list(tmp_path.rglob("seed0")) and not list(tmp_path.rglob("failed.json"))
+
+
+def test_candidate_and_cache_problems_take_the_one_line_path(tmp_path, tiny_ds, monkeypatch):
+    """Errors in candidates, data preparation and scoring are BenchErrors (one line, not retried), not bare
+    ValueError / FileNotFoundError / RuntimeError."""
+    from bench.data import candidates, prepare
+    from bench.errors import BenchError, DataFormatError
+    path = candidates.candidates_path(tmp_path, tiny_ds, "test", "uniform", 5, 0)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an npz file")
+    with pytest.raises(DataFormatError, match="cannot read the saved candidates") as exc:
+        candidates.get_candidates(tmp_path, tiny_ds, "test", 5, "uniform", 0)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+    for split, sampler in (("train", "uniform"), ("test", "hardest")):
+        with pytest.raises(BenchError, match="valid: "):
+            candidates.draw(tiny_ds, split, 5, sampler, 0)
+    # a prepared-data cache left half-written is prepared again instead of failing
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "cache"))
+    from tests.conftest import tiny_recipe
+    first = prepare.load_dataset(tiny_recipe())
+    [folder] = (tmp_path / "cache" / "prepared").iterdir()
+    (folder / "seqs.npz").unlink()
+    again = prepare.load_dataset(tiny_recipe())
+    assert again.fingerprint == first.fingerprint and len(again.seqs) == len(first.seqs)
+
+
+def test_a_wrong_score_shape_is_a_method_error(tiny_ds):
+    import numpy as np
+    from bench.data.view import FitData
+    from bench.errors import MethodError
+    from bench.runner import score_sampled
+    from methods.pop import Pop
+
+    class Flat(Pop):
+        def score(self, users, candidates, split="test"):
+            return np.zeros(len(users))
+    m = Flat().fit(FitData.from_dataset(tiny_ds))
+    with pytest.raises(MethodError, match=r"score\(\) returned shape"):
+        score_sampled(m, np.arange(3), np.zeros((3, 4), dtype=np.int64), "test")

@@ -1,14 +1,12 @@
 """Every registered method passes the same contract on a tiny slice of real data (scikit-learn's check_estimator,
 for recommenders)."""
-import dataclasses
-
-import numpy as np
 import pytest
 
 from bench.data.candidates import draw
 from bench.data.view import FitData
 from bench.evaluate import evaluate_sampled
-from bench.method import Method, available, get_method
+from bench.conformance import class_checks, fitted_checks
+from bench.method import _REGISTRY, available, get_method, register
 from tests.tiny_lm import TINY_GAN, TINY_LM
 
 # Tiny settings so that every method trains in seconds; each method must be listed here.
@@ -40,49 +38,45 @@ def test_every_method_has_a_tiny_config():
     assert set(available()) == set(TINY), "add the new method to TINY with a configuration that runs in seconds"
 
 
-@pytest.fixture(scope="module")
-def fitted(tiny_ds):
-    valid = draw(tiny_ds, "valid", 30, "uniform", 0)
-    out = {}
-    for name in available():
-        data = FitData.from_dataset(tiny_ds, valid_candidates=valid, seed=0)
-        method = get_method(name)(**TINY[name])
-        assert method.fit(data) is method, f"{name}.fit must return self"
-        out[name] = method
-    return out
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_class_contract(name):
+    """bench.conformance's class checks (the ones `bench.py check-method` runs), plus what the tests add."""
+    checks = class_checks(get_method(name), TINY[name])
+    assert all(c.ok for c in checks), [f"{c.name}: {c.detail}" for c in checks if not c.ok]
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_init_stores_parameters_only(name):
-    cls = get_method(name)
-    assert issubclass(cls, Method) and cls.name == name and cls.description
-    m = cls(**TINY[name])
-    assert set(vars(m)) == {"params"}
-    assert dataclasses.is_dataclass(m.params)
-    for f in dataclasses.fields(m.params):
-        assert f.metadata.get("help"), f"{name}.{f.name} needs help text"
-    for profile in ("quick", "paper"):
-        cls.from_profile(profile)
+def test_fitted_contract(name, tiny_ds):
+    """Fit on the tiny slice; score shape, finiteness, batching, invariants, full ranking, records, save / load."""
+    checks = fitted_checks(name, TINY[name], tiny_ds)
+    assert all(c.ok for c in checks), [f"{c.name}: {c.detail}" for c in checks if not c.ok]
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
-def test_score_contract(name, fitted, tiny_ds):
-    m = fitted[name]
-    test = draw(tiny_ds, "test", 30, "uniform", 0).subset(np.arange(12))  # 12 users are enough for the contract
-    scores = np.asarray(m.score(test.users, test.items, split="test"))
-    assert scores.shape == test.items.shape and np.isfinite(scores).all()
-    # batching must not change a user's scores
-    half = len(test.users) // 2
-    parts = np.concatenate([m.score(test.users[:half], test.items[:half]), m.score(test.users[half:], test.items[half:])])
-    np.testing.assert_allclose(parts, scores, rtol=0, atol=1e-6)
-    evaluate_sampled(scores, test.labels)  # invariants hold
-    if m.supports_full:
-        full = np.asarray(m.score_full(test.users[:5], split="test"))
-        assert full.shape == (5, tiny_ds.n_items)
-        np.testing.assert_allclose(np.take_along_axis(full, test.items[:5], 1), scores[:5], rtol=1e-5, atol=1e-5)
+def test_the_checks_catch_a_broken_method(tiny_ds):
+    """Each check can fail: a method that breaks the contract in several ways is caught by each."""
+    from methods.pop import Pop
+
+    class Broken(Pop):
+        name = "broken-pop"
+        description = "a test double"
+        supports_full = False  # but it implements score_full
+
+        def fit(self, data):
+            super().fit(data)
+            self.fit_info_ = {"bad": object()}  # not JSON
+            return None  # not self
+
+    cls = register(Broken)
+    try:
+        failed = {c.name for c in class_checks(cls, {}) if not c.ok}
+        assert failed == {"capabilities consistent"}
+        fitted = {c.name: c.ok for c in fitted_checks("broken-pop", {}, tiny_ds)}
+        assert fitted["fit returns self"] is False
+    finally:
+        _REGISTRY.pop("broken-pop")
 
 
-def test_learned_methods_beat_random(fitted, ml100k):
+def test_learned_methods_beat_random(ml100k):
     """On the embedded dataset pop must clearly beat random (the harness's own floor)."""
     test = draw(ml100k, "test", 99, "uniform", 0)
     data = FitData.from_dataset(ml100k, seed=0)
@@ -92,6 +86,7 @@ def test_learned_methods_beat_random(fitted, ml100k):
     assert pop["hr@10"] > rnd["hr@10"] + 0.1 and pop["auc"] > 0.65
 
 
-def test_s3rec_pretrains_then_finetunes(fitted):
-    info = fitted["s3rec"].fit_info_
+def test_s3rec_pretrains_then_finetunes(tiny_ds):
+    data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 30, "uniform", 0), seed=0)
+    info = get_method("s3rec")(**TINY["s3rec"]).fit(data).fit_info_
     assert info["pretrain"]["epochs_run"] == 1 and info["epochs_run"] == 2

@@ -179,8 +179,16 @@ def test_ablations_fix_their_setting():
         get_method("ganprompt-nogan")(adversarial="minimax")
 
 
+@pytest.mark.parametrize("name", ["ganprompt-plain", "ganprompt-noattr", "tallrec", "pop"])
+def test_diversity_analysis_refuses_methods_without_variants_before_any_work(name):
+    from bench.errors import MethodError
+    from methods.ganprompt.diversity import run
+    with pytest.raises(MethodError, match="diversity analysis needs GANPrompt"):
+        run(None, get_method(name)(), "unused")
+
+
 def test_diversity_analysis_writes_png_and_table(data, tmp_path):
-    from bench.report.diversity import run
+    from methods.ganprompt.diversity import run
     m = get_method("ganprompt")(**TINY)
     out = run(data, m, tmp_path, n_eval=8)
     assert (tmp_path / "diversity-tsne.png").stat().st_size > 1000

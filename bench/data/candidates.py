@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.prepare import SeqDataset
-from bench.errors import BenchError
-from bench.io import load_npz, sha256_file, write_npz
+from bench.errors import BenchError, DataFormatError
+from bench.io import load_npz, write_npz
+from bench.protocol import SAMPLERS
 
-SAMPLERS = ("uniform", "popularity")
 SPLITS = ("valid", "test")
 
 
@@ -60,9 +60,9 @@ def check_negatives(ds: SeqDataset, n_negatives: int) -> None:
 
 def draw(ds: SeqDataset, split: str, n_negatives: int, sampler: str, seed: int) -> Candidates:
     if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not one of {SPLITS}")
+        raise BenchError(f"split {split!r}; valid: {', '.join(SPLITS)}")
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler {sampler!r} is not one of {SAMPLERS}")
+        raise BenchError(f"sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
     rng = np.random.default_rng([seed, SPLITS.index(split), SAMPLERS.index(sampler), n_negatives])
     weights = None
     if sampler == "popularity":
@@ -75,7 +75,8 @@ def draw(ds: SeqDataset, split: str, n_negatives: int, sampler: str, seed: int) 
         seen = np.unique(seq)
         free = ds.n_items - len(seen)
         if free < n_negatives:
-            raise ValueError(f"user {ds.user_tokens[u]} has only {free} unseen items, fewer than {n_negatives} negatives")
+            raise BenchError(f"dataset {ds.name}: user {ds.user_tokens[u]} has only {free} unseen items, fewer than "
+                             f"{n_negatives} negatives (lower --negatives)")
         negs = np.empty(0, dtype=np.int64)
         while len(negs) < n_negatives:  # rejection sampling; users see a small share of the catalogue
             draw_n = 2 * (n_negatives - len(negs)) + 8
@@ -98,14 +99,15 @@ def get_candidates(root: Path, ds: SeqDataset, split: str, n_negatives: int, sam
     """Load the saved candidates, or draw and save them once. Every method of a run reads the same file."""
     path = candidates_path(root, ds, split, sampler, n_negatives, seed)
     if path.is_file():
-        z = load_npz(path)
-        if str(z["fingerprint"]) != ds.fingerprint:
-            raise ValueError(f"{path}: drawn for dataset fingerprint {z['fingerprint']}, not {ds.fingerprint}")
+        try:
+            z = load_npz(path)
+            fingerprint = str(z["fingerprint"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataFormatError(f"{path}: cannot read the saved candidates ({type(exc).__name__}: {exc}); delete "
+                                  "the file to draw them again".replace("\n", " ")) from None
+        if fingerprint != ds.fingerprint:
+            raise DataFormatError(f"{path}: drawn for dataset fingerprint {fingerprint}, not {ds.fingerprint}")
         return Candidates(split, sampler, n_negatives, seed, z["users"], z["items"], z["target"]), path
     cands = draw(ds, split, n_negatives, sampler, seed)
     write_npz(path, users=cands.users, items=cands.items, target=cands.target, fingerprint=np.array(ds.fingerprint))
     return cands, path
-
-
-def file_digest(path: Path) -> str:
-    return sha256_file(path)

@@ -160,7 +160,11 @@ def load_dataset(name_or_recipe: str | Recipe, data_root=None, use_cache: bool =
     fp, folder = fingerprint_of(recipe, data_root)
     cached = cache_dir() / "prepared" / f"{recipe.name}-{fp}"
     if use_cache and (cached / "meta.json").is_file():
-        return _load(cached)
+        try:
+            return _load(cached)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a cache left half-written: prepare it again
+            log.warning("prepared cache %s is unreadable (%s: %s); preparing the data again", cached,
+                        type(exc).__name__, exc)
     ds = build(recipe, read_raw(recipe, folder), fp)
     if use_cache:
         _save(ds, cached)

@@ -95,14 +95,31 @@ class Recipe:
         return d
 
 
+_PLUGIN_RECIPES: dict[str, Path] = {}  # name -> YAML file, from bench.plugins.register_recipe
+
+
+def register_recipe(path: Path) -> str:
+    """Make a recipe file loadable by its name (plugins); returns the name."""
+    path = Path(path).resolve()
+    name = load_recipe(str(path)).name
+    if (RECIPE_DIR / f"{name}.yaml").is_file() or _PLUGIN_RECIPES.get(name, path) != path:
+        raise RecipeError(f"recipe {path}: the name {name!r} is taken")
+    _PLUGIN_RECIPES[name] = path
+    return name
+
+
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    from bench.plugins import load_entry_points
+    load_entry_points()
+    return sorted({p.stem for p in RECIPE_DIR.glob("*.yaml")} | set(_PLUGIN_RECIPES))
 
 
 def load_recipe(name_or_path: str) -> Recipe:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        from bench.plugins import load_entry_points
+        load_entry_points()
+        path = _PLUGIN_RECIPES.get(name_or_path, RECIPE_DIR / f"{name_or_path}.yaml")
     if not path.is_file():
         raise RecipeError(f"unknown dataset {name_or_path!r}; valid: {', '.join(available_recipes())}")
     try:

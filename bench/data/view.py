@@ -8,6 +8,7 @@ import numpy as np
 
 from bench.data.candidates import Candidates
 from bench.data.prepare import SeqDataset
+from bench.errors import BenchError
 
 
 @dataclass
@@ -53,20 +54,9 @@ class FitData:
             return self.known[user]
         if split == "valid":
             return self.known[user][:-1]
-        raise ValueError(f"split {split!r} is not 'valid' or 'test'")
+        raise BenchError(f"split {split!r} is not 'valid' or 'test'")
 
     def train_interactions(self) -> tuple[np.ndarray, np.ndarray]:
         users = np.repeat(np.arange(self.n_users), [len(k) - 1 for k in self.known])
         items = np.concatenate([k[:-1] for k in self.known])
         return users, items
-
-    def slice_users(self, n: int, seed: int = 0) -> "FitData":
-        """A seeded subset of users with all items kept (used for tiny conformance runs)."""
-        rng = np.random.default_rng(seed)
-        keep = np.sort(rng.choice(self.n_users, size=min(n, self.n_users), replace=False))
-        vc = None
-        if self.valid_candidates is not None:
-            rows = np.flatnonzero(np.isin(self.valid_candidates.users, keep))
-            vc = self.valid_candidates.subset(rows)
-        return FitData(self.name, self.fingerprint, self.user_tokens, self.item_tokens, self.item_text, self.item_attrs,
-                       self.category, self.known, vc, self.seed, self.log)

@@ -16,7 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.errors import MethodError
 from bench.evaluate import evaluate_sampled
+from bench.lm.params import LOSSES
 from bench.lm.packing import Group, answer_states, batches_by_tokens, group_margins, output_head, split_group
 from bench.lm.prompts import Encoded, PromptBuilder, PromptGroup
 from bench.lm.samples import TrainGroup
@@ -186,8 +188,6 @@ class Curve:
         return {"train_loss": self.steps, "valid": self.evals, "eval_every_steps": self.every}
 
 
-LOSSES = ("bce", "softmax")
-
 
 def group_loss(margins: torch.Tensor, labels: list[np.ndarray], loss: str) -> torch.Tensor:
     """Summed loss of consecutive groups' margins: bce over every margin, or softmax (the cross-entropy of each
@@ -196,7 +196,7 @@ def group_loss(margins: torch.Tensor, labels: list[np.ndarray], loss: str) -> to
     if loss == "bce":
         return F.binary_cross_entropy_with_logits(margins, y, reduction="sum")
     if loss != "softmax":
-        raise ValueError(f"loss {loss!r}: valid: {', '.join(LOSSES)}")
+        raise MethodError(f"loss {loss!r}: valid: {', '.join(LOSSES)}")
     out, at = margins.new_zeros(()), 0
     for lab in labels:
         m = margins[at:at + len(lab)]

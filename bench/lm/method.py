@@ -27,12 +27,6 @@ class LoRAYesNo(Method):
     Params = LMParams
     save_prefixes: tuple[str, ...] = ("lora_",)  # state-dict keys (substrings) that training changes
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        from bench.lm.engine import LOSSES
-        if self.params.loss not in LOSSES:  # fails before any work
-            raise MethodError(f"{self.name}: loss {self.params.loss!r}: valid: {', '.join(LOSSES)}")
-
     # ---- prompts ----
     def _style(self) -> PromptStyle:
         base = PromptStyle(history_len=self.params.history_len, title_words=self.params.title_words)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.lm.prompts import PromptStyle, Template, get_template, templates
 
 PLACEHOLDER = re.compile(r"(\{[a-z_]+\})")
@@ -93,7 +94,7 @@ def perturb(template: Template, kind: str, seed: int = 0) -> Template:
         text = template.text + " " + sentence if kind == "append" else sentence + " " + template.text
         return dataclasses.replace(template, id=f"{template.id}+{kind}", text=text)
     else:
-        raise ValueError(f"perturbation {kind!r}: valid: typo, charswap, worddelete, synonym, append, prepend")
+        raise BenchError(f"perturbation {kind!r}: valid: typo, charswap, worddelete, synonym, append, prepend")
     return dataclasses.replace(template, id=f"{template.id}+{kind}", text=_map_text(template.text, fn))
 
 

@@ -47,8 +47,36 @@ def _load(path: str) -> dict[str, Template]:
     return out
 
 
+_PLUGIN_FILES: list[str] = []  # template files added by bench.plugins.register_templates
+
+
+def register_templates(path: Path) -> list[str]:
+    """Add a template file (plugins): its ids join the built-in ones; an id may not appear twice. Returns its ids."""
+    path = str(Path(path).resolve())
+    if path not in _PLUGIN_FILES:
+        new = _load(path)
+        clash = sorted(set(new) & set(templates()))
+        if clash:
+            raise BenchError(f"{path}: template id(s) {', '.join(clash)} already exist")
+        _PLUGIN_FILES.append(path)
+    return list(_load(path))
+
+
 def templates(path: Path | None = None) -> dict[str, Template]:
-    return _load(str(path or TEMPLATE_FILE))
+    """The templates of one file, or (no path) the built-in ones and every plugin's."""
+    if path is not None:
+        return _load(str(path))
+    from bench.plugins import load_entry_points
+    load_entry_points()
+    out = dict(_load(str(TEMPLATE_FILE)))
+    for extra in _PLUGIN_FILES:
+        out.update(_load(extra))
+    return out
+
+
+def template_ids(kind: str = "recommendation") -> tuple[str, ...]:
+    """Ids of the templates of one kind: what a method's `template` parameter may name."""
+    return tuple(t.id for t in templates().values() if t.kind == kind)
 
 
 def get_template(template_id: str, path: Path | None = None) -> Template:

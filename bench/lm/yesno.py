@@ -10,11 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.errors import MethodError
+
 
 def answer_token_ids(tokenizer, yes: str = " yes", no: str = " no") -> tuple[int, int]:
     ids = [tokenizer(w, add_special_tokens=False).input_ids for w in (yes, no)]
     if any(len(i) == 0 for i in ids) or ids[0][0] == ids[1][0]:
-        raise ValueError(f"the tokenizer cannot tell {yes!r} from {no!r}")
+        raise MethodError(f"the tokenizer cannot tell the answers {yes!r} and {no!r} apart (their first tokens are "
+                          "equal or empty); use a template with other answers")
     return ids[0][0], ids[1][0]
 
 

@@ -145,11 +145,9 @@ def audit(root: Path) -> AuditReport:
 
 
 def _protocol_tag(proto: dict) -> str:
-    from bench.results import Protocol
-    if proto.get("mode") == "full":
-        return Protocol("full", max_users=proto.get("max_users")).tag
-    return Protocol("sampled", proto.get("sampler", "?"), int(proto.get("n_negatives") or 0),
-                    proto.get("max_users")).tag
+    from bench.protocol import tag_of  # not Protocol: a stored result may name anything, and the audit reports it
+    return tag_of(proto.get("mode"), proto.get("sampler", "?"), int(proto.get("n_negatives") or 0),
+                  proto.get("max_users"))
 
 
 def summary_lines(rep: AuditReport) -> list[str]:

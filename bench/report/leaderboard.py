@@ -13,15 +13,12 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
-from bench.results import Protocol, iter_results, method_labels
+from bench.protocol import Protocol
+from bench.report.labels import KIND_ORDER, header
+from bench.report.significance import compare as compare_significance
+from bench.results import iter_results, method_labels
 
-KIND_ORDER = {"baseline": 0, "text": 1, "llm": 2, "control": 3, "proposed": 4}
-HEADERS = {"auc": "AUC", "gauc": "GAUC", "mrr": "MRR"}
 BUDGET_MARK = " (budget-stopped)"
-
-
-def header(key: str) -> str:
-    return HEADERS.get(key, key.upper())
 
 
 @dataclass
@@ -37,6 +34,12 @@ class Leaderboard:
     marks: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> label -> "†"
     significance_note: str = ""
     budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
+    written: list = field(default_factory=list)       # the files bench.api.leaderboard wrote
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per method label: kind, seeds, then the mean of each metric over seeds."""
+        return pd.concat([self.kind.rename("kind"), self.n_seeds.rename("seeds"), self.mean[self.metrics()]], axis=1)
 
     def metrics(self) -> list[str]:
         return [m for m in METRIC_KEYS if self.mean[m].notna().any()]
@@ -89,11 +92,10 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
 
 def _add_marks(lb: Leaderboard, root: Path) -> None:
     """† where a method beats the best other baseline significantly (Wilcoxon on per-user values, Holm)."""
-    from bench.report.significance import compare  # imports this module
     try:
         for m in lb.metrics():
             if m != "auc":  # pooled AUC has no per-user values
-                lb.marks[m] = compare(root, lb.dataset, lb.protocol, m, n_boot=200).marks()
+                lb.marks[m] = compare_significance(root, lb.dataset, lb.protocol, m, n_boot=200).marks()
         lb.significance_note = (" †: better than the best other baseline, Wilcoxon signed-rank on per-user values, "
                                 "Holm-corrected, alpha 0.05 (`bench.py significance` for the full report).")
     except BenchError as exc:

@@ -3,7 +3,7 @@ popularity-N sampled candidates, and how far the orderings of the models agree (
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ class ProtocolComparison:
     ranks: pd.DataFrame    # 1 = best under that protocol
     taus: pd.DataFrame     # protocol pair -> tau, p-value
     metric: str
+    written: list = field(default_factory=list)  # the files bench.api.compare_protocols wrote
 
     @property
     def markdown(self) -> str:

@@ -55,10 +55,14 @@ def side_by_side(root: Path, dataset: str, table: str, protocol: str) -> tuple[s
     return md, df
 
 
-def write(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, list[Path]]:
-    md, df = side_by_side(root, dataset, table, protocol)
+def save(root: Path, dataset: str, table: str, protocol: str, md: str, df: pd.DataFrame) -> list[Path]:
     base = Path(root) / dataset
     paths = [base / f"reproduce-{table}-{protocol}.md", base / f"reproduce-{table}-{protocol}.csv"]
     write_text(paths[0], md)
     write_text(paths[1], df.to_csv(index=False))
-    return md, paths
+    return paths
+
+
+def write(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, list[Path]]:
+    md, df = side_by_side(root, dataset, table, protocol)
+    return md, save(root, dataset, table, protocol, md, df)

@@ -5,7 +5,7 @@ one method against another per variant (Wilcoxon, Holm across variants)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class RobustnessReport:
     summary: pd.DataFrame
     tests: pd.DataFrame | None
     drop_tests: pd.DataFrame | None = None
+    written: list = field(default_factory=list)  # the files bench.api.robustness wrote
 
     def order(self) -> list[str]:
         """Seen first, then the held-out templates by number, then the perturbations."""

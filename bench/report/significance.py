@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
-from bench.report.leaderboard import KIND_ORDER, header
+from bench.report.labels import KIND_ORDER, header
 from bench.results import iter_results, method_labels, per_user_values
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
@@ -152,6 +152,7 @@ class SignificanceReport:
     alpha: float
     rows: pd.DataFrame   # one row per comparison, see COLUMNS
     comparison: str = "best-baseline"  # best-baseline | vs-<reference> | all-pairs: part of the file name
+    written: list = field(default_factory=list)  # the files bench.api.significance wrote
 
     COLUMNS = ("method", "reference", "metric", "n_users", "n_seeds", "reference_n_seeds", "mean", "reference_mean",
                "seed_mean", "seed_std", "reference_seed_mean", "reference_seed_std", "diff", "ci_low", "ci_high",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from bench.errors import MethodError
 from bench.lm.engine import YesNoEngine, add_lora, autocast
 from bench.lm.models import load_causal_lm, load_encoder, load_t5
 from bench.lm.pooling import masked_mean
@@ -193,7 +194,7 @@ class T5Backbone(_DiversityEncoderBackbone):
         elif p.decoder_tuning == "lora":
             self.t5 = add_lora(self.t5, p.lora_r, p.lora_alpha, p.lora_dropout, r".*decoder.*\.(q|v)$", 0)
         else:
-            raise ValueError(f"decoder_tuning {p.decoder_tuning!r}: valid: lora, full")
+            raise MethodError(f"decoder_tuning {p.decoder_tuning!r}: valid: lora, full")
 
     def stage2_parameters(self):
         return [q for q in self.t5.parameters() if q.requires_grad]

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.errors import MethodError
+
 
 def js_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """JS(P || Q) with P = softmax(A / t), Q = softmax(B / t), in nats, along the last dimension."""
@@ -42,7 +44,7 @@ def diversity_loss(z: torch.Tensor, alpha: float = 1.0, beta: float = 1.0, tempe
     if scope == "batch":
         z = z.reshape(1, -1, z.shape[-1])
     elif scope != "variants":
-        raise ValueError(f"diversity scope {scope!r}: valid: variants, batch")
+        raise MethodError(f"diversity scope {scope!r}: valid: variants, batch")
     if z.shape[1] < 2:
         return z.new_zeros(())
     return -pairwise_mean_distance(z, alpha, beta, temperature)
@@ -70,4 +72,4 @@ def adversarial_loss(d_logits: torch.Tensor, classes: torch.Tensor, mode: str) -
         return ce
     if mode == "minimax":
         return -ce
-    raise ValueError(f"adversarial mode {mode!r}: valid: cooperative, minimax, off")
+    raise MethodError(f"adversarial mode {mode!r}: valid: cooperative, minimax, off")

@@ -38,51 +38,60 @@ from methods.ganprompt.losses import Discriminator, adversarial_loss, diversity_
 
 BACKBONES = ("encoder+causal", "t5", "plain")
 CONTEXTS = ("joint", "split")
+ADVERSARIAL = ("cooperative", "minimax", "off")
+SCOPES = ("variants", "batch")
+DECODER_TUNING = ("lora", "full")
 
 
 @dataclass
 class GANPromptParams(LMParams):
-    backbone: str = field(default="encoder+causal", metadata={"help": f"one of {BACKBONES}"})
+    backbone: str = field(default="encoder+causal", metadata={
+        "help": "encoder+causal (MiniLM -> projection -> causal LM), t5, or plain (the control)", "choices": BACKBONES})
     encoder_context: str = field(default="joint", metadata={
         "help": "encoder+causal: joint = the encoder reads each whole prompt; split = it reads the history prefix and "
-                "each candidate apart, so candidates share the prefix in the LM (several times faster)"})
+                "each candidate apart, so candidates share the prefix in the LM (several times faster)",
+        "choices": CONTEXTS})
     encoder: str = field(default="minilm", metadata={"help": "diversity encoder (encoder+causal): HF name/path or minilm"})
     t5: str = field(default="t5-small", metadata={"help": "T5 name/path (backbone t5), e.g. t5-small, t5-base"})
     attribute_generator: str = field(default="smollm2", metadata={
         "help": "LM that fills the attribute template: causal or masked-LM (mlm:NAME) name/path, or smollm2"})
-    n_attributes: int = field(default=5, metadata={"help": "K, dataset-level attributes (the paper: 5)"})
-    attribute_samples: int = field(default=500, metadata={"help": "training histories shown to the attribute generator"})
+    n_attributes: int = field(default=5, metadata={"help": "K, dataset-level attributes (the paper: 5)", "min": 1})
+    attribute_samples: int = field(default=500, metadata={"help": "training histories shown to the attribute generator",
+                                                          "min": 1})
     use_attributes: bool = field(default=True, metadata={"help": "off = the no-attribute ablation (no variants, no D)"})
-    adversarial: str = field(default="cooperative", metadata={"help": "L_adv: cooperative, minimax or off (no D)"})
+    adversarial: str = field(default="cooperative", metadata={"help": "L_adv: cooperative, minimax or off (no D)",
+                                                              "choices": ADVERSARIAL})
     lambda_div: float = field(default=0.1, metadata={"help": "weight of the diversity constraint L_div"})
     mu_adv: float = field(default=0.1, metadata={"help": "weight of the adversarial term L_adv"})
     dist_alpha: float = field(default=1.0, metadata={"help": "weight of (1 - cos) in Dist"})
     dist_beta: float = field(default=1.0, metadata={"help": "weight of JS divergence in Dist"})
-    js_temperature: float = field(default=1.0, metadata={"help": "t in softmax(z / t) for the JS term"})
+    js_temperature: float = field(default=1.0, metadata={"help": "t in softmax(z / t) for the JS term", "min": 1e-6})
     diversity_scope: str = field(default="variants", metadata={
-        "help": "variants (a sample's K+1) or batch (all variants of a micro-batch as one set)"})
-    d_hidden: int = field(default=256, metadata={"help": "discriminator hidden size"})
-    proj_hidden: int = field(default=512, metadata={"help": "projection hidden size (encoder+causal)"})
-    stage1_groups: int = field(default=0, metadata={"help": "training groups used in stage 1 (0 = all train_groups)"})
-    stage1_epochs: int = field(default=1, metadata={"help": "stage-1 epochs"})
-    stage1_batch: int = field(default=256, metadata={"help": "samples per stage-1 step (each with K+1 variants)"})
-    stage1_lr: float = field(default=5e-5, metadata={"help": "Adam lr of G (the paper: 5e-5)"})
-    d_lr: float = field(default=5e-5, metadata={"help": "Adam lr of D (the paper: 5e-5, like G)"})
+        "help": "variants (a sample's K+1) or batch (all variants of a micro-batch as one set)", "choices": SCOPES})
+    d_hidden: int = field(default=256, metadata={"help": "discriminator hidden size", "min": 1})
+    proj_hidden: int = field(default=512, metadata={"help": "projection hidden size (encoder+causal)", "min": 1})
+    stage1_groups: int = field(default=0, metadata={"help": "training groups used in stage 1 (0 = all train_groups)",
+                                                    "min": 0})
+    stage1_epochs: int = field(default=1, metadata={"help": "stage-1 epochs (0 = no stage-1 training)", "min": 0})
+    stage1_batch: int = field(default=256, metadata={"help": "samples per stage-1 step (each with K+1 variants)",
+                                                     "min": 1})
+    stage1_lr: float = field(default=5e-5, metadata={"help": "Adam lr of G (the paper: 5e-5)", "min": 0.0})
+    d_lr: float = field(default=5e-5, metadata={"help": "Adam lr of D (the paper: 5e-5, like G)", "min": 0.0})
     d_steps: int = field(default=1, metadata={
-        "help": "D updates per G step on the same detached batch (1 = plain alternation; cheap, since z is reused)"})
+        "help": "D updates per G step on the same detached batch (1 = plain alternation; cheap, since z is reused)",
+        "min": 1})
     llm_variants: int = field(default=0, metadata={
-        "help": "variants per sample in stage-1 L_LLM: 0 = all K+1; n = x_0 and n-1 random attribute variants"})
+        "help": "variants per sample in stage-1 L_LLM: 0 = all K+1; n = x_0 and n-1 random attribute variants",
+        "min": 0})
     stage2_variants: int = field(default=0, metadata={
-        "help": "attribute variants per sample in stage 2 besides x_0: 0 = all K"})
-    decoder_tuning: str = field(default="lora", metadata={"help": "t5 backbone: lora or full decoder tuning"})
+        "help": "attribute variants per sample in stage 2 besides x_0: 0 = all K", "min": 0})
+    decoder_tuning: str = field(default="lora", metadata={"help": "t5 backbone: lora or full decoder tuning",
+                                                          "choices": DECODER_TUNING})
     # stage 2 = the shared fine-tuning loop; the paper: batch 128, lr 1e-5, AdamW
-    train_groups: int = field(default=2000, metadata={"help": "training histories (stage 1 and stage 2)"})
-    batch_groups: int = field(default=128, metadata={"help": "stage-2 histories per step (the paper: 128)"})
-    lr: float = field(default=1e-5, metadata={"help": "stage-2 AdamW learning rate (the paper: 1e-5)"})
+    train_groups: int = field(default=2000, metadata={"help": "training histories (stage 1 and stage 2)", "min": 1})
+    batch_groups: int = field(default=128, metadata={"help": "stage-2 histories per step (the paper: 128)", "min": 1})
+    lr: float = field(default=1e-5, metadata={"help": "stage-2 AdamW learning rate (the paper: 1e-5)", "min": 0.0})
 
-
-CHOICES = {"backbone": BACKBONES, "encoder_context": CONTEXTS, "adversarial": ("cooperative", "minimax", "off"),
-           "diversity_scope": ("variants", "batch"), "decoder_tuning": ("lora", "full")}
 
 # quick (2 CPU cores, beauty): stage 2 uses TALLRec's quick choices (methods/tallrec.py: a readout adapter, LoRA on
 # the output head, because LoRA in the blocks memorised training items at CPU batch sizes; the listwise softmax over
@@ -106,12 +115,6 @@ class GANPrompt(LoRAYesNo):
     description = "GAN-trained diversity encoder + LoRA yes/no LLM recommender (the paper's method)"
     Params = GANPromptParams
     profiles = {"quick": QUICK, "paper": PAPER}
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        for key, valid in CHOICES.items():  # bad choices fail before any work
-            if getattr(self.params, key) not in valid:
-                raise MethodError(f"{self.name}: {key} {getattr(self.params, key)!r}: valid: {', '.join(valid)}")
 
     # ---------------------------------------------------------------- prompts and model
     def _builder(self, template: Template | None = None) -> PromptBuilder:

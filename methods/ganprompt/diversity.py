@@ -1,4 +1,5 @@
-"""The paper's RQ2: does stage 1 spread the K + 1 attribute variants of a prompt apart?
+"""The paper's RQ2 (`bench.py diversity`): does stage 1 spread the K + 1 attribute variants of a prompt apart?
+It lives beside GANPrompt because it drives GANPrompt's own stages (fit_diversity_encoder, variant_embeddings).
 
 Trains stages 0 and 1 of GANPrompt (the given profile), embeds the same evaluation samples' K + 1 variants with the
 encoder before (pre-trained) and after stage 1, and reports per encoder: silhouette score by class (cosine), mean
@@ -12,8 +13,10 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
+from bench.errors import MethodError
 from bench.io import write_json, write_png, write_text
 from methods.ganprompt.losses import js_divergence
+from methods.ganprompt.method import GANPrompt
 
 
 def diversity_stats(z: np.ndarray, temperature: float = 1.0) -> dict:
@@ -52,13 +55,21 @@ def tsne_png(before: np.ndarray, after: np.ndarray, classes: list[str], path: Pa
     write_png(path, fig)
 
 
-def run(data, method, out_dir: Path, n_eval: int = 60) -> dict:
+def check_method(method) -> None:
+    """The analysis needs GANPrompt's diversity encoder and attribute variants: say so before any work."""
+    if not isinstance(method, GANPrompt) or method.params.backbone == "plain" or not method.params.use_attributes:
+        raise MethodError(f"method {method.name}: the diversity analysis needs GANPrompt (or an ablation) with a "
+                          "diversity encoder and attributes (backbone encoder+causal or t5, use_attributes on)")
+
+
+def run(data, method: GANPrompt, out_dir: Path, n_eval: int = 60) -> dict:
     """`method`: an unfitted GANPrompt whose stages 0-1 are trained here."""
     import numpy.random as npr
     from bench.lm.samples import make_groups
+    check_method(method)
     method.fit_diversity_encoder(data)
     if not method.attributes_:
-        raise ValueError("the diversity analysis needs attributes (use_attributes on)")
+        raise MethodError(f"method {method.name}: stage 0 produced no attributes; the diversity analysis needs them")
     k1 = 1 + len(method.attributes_)
     rng = npr.default_rng(data.seed + 1)
     evals = make_groups(data, max(1, n_eval), method.params.history_len, 0, rng)

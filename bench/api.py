@@ -1,0 +1,424 @@
+"""The harness as a library: each command of bench.py is a function here, taking the command's options as keyword
+arguments and returning a result object instead of printing. bench/cli.py is argument parsing and printing over it.
+
+    from bench import api
+    res = api.run(dataset="ml-100k", methods=["random", "pop"], out="runs-nb")
+    res.table                                        # one row per (cell, protocol): status, metrics, folder
+    lb = api.leaderboard("ml-100k", out="runs-nb")   # lb.table: mean metrics per method; lb.written: the files
+    sig = api.significance("ml-100k", metric="ndcg@10", out="runs-nb")   # sig.rows: one row per comparison
+
+Lists may be given as Python lists or as the CLI's comma-separated strings. `overrides` is {method: {param: value}}
+or the CLI's ["METHOD.PARAM=VALUE", ...]. Bad names and values raise BenchError (one line) before any work."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.protocol import Protocol, parse_protocols
+
+RESULTS_ENV = "LLMREC_RESULTS"
+
+
+def default_out() -> str:
+    """Where runs and reports go unless told otherwise: a git-ignored run folder. The published reference results
+    (`results/`) are written only when asked for explicitly (out="results")."""
+    return os.environ.get(RESULTS_ENV) or "runs"
+
+
+def _names(value, what: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = [str(v).strip() for v in items if str(v).strip()]
+    if not out:
+        raise BenchError(f"{what}: nothing given")
+    return out
+
+
+def _seeds(value) -> list[int]:
+    if isinstance(value, int):
+        return [value]
+    try:
+        return [int(s) for s in _names(value, "--seeds")]
+    except ValueError:
+        raise BenchError(f"--seeds {value!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def _check_data_root(data_root) -> None:
+    if data_root is not None and not Path(data_root).is_dir():
+        raise BenchError(f"--data-root {data_root}: no such folder")
+
+
+def parse_overrides(overrides, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """{method: {param: value}} for every method of the run, from a dict or the CLI's METHOD.PARAM=VALUE strings
+    (typed by the Params field: no eval). A method that is not in the run is an error."""
+    from bench.method import coerce_param, get_method
+    out: dict[str, dict] = {m: {} for m in methods}
+    if isinstance(overrides, dict):
+        for method, params in overrides.items():
+            if method not in out:
+                raise BenchError(f"overrides for method {method!r}, which is not in methods ({', '.join(methods)})")
+            out[method].update(params)
+        return out
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        method, dot, param = key.partition(".")
+        if not sep or not dot:
+            raise BenchError(f"--set {item!r}: expected METHOD.PARAM=VALUE, e.g. sasrec.epochs=5")
+        if method not in out:
+            raise BenchError(f"--set {item!r}: method {method!r} is not in --methods ({', '.join(methods)})")
+        out[method][param] = coerce_param(get_method(method), param, value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------- run
+@dataclass
+class RunPlan:
+    """A validated grid: every name, value and protocol was checked, nothing has run yet."""
+    datasets: list[str]
+    methods: list[str]
+    seeds: list[int]
+    protocols: tuple[Protocol, ...]
+    cells: list                  # bench.runner.Cell, one per (dataset, seed, method)
+    out: Path
+    data_root: Any = None
+    force: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+
+
+@dataclass
+class RunResult:
+    plan: RunPlan
+    outcomes: list               # bench.executors.Outcome, one per cell
+
+    @property
+    def failed(self) -> list:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def finished(self) -> int:
+        """Protocol results that exist now (done in this run or finished earlier)."""
+        return sum(len(o.results) for o in self.outcomes)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per (cell, protocol): dataset, method, seed, protocol, status (done | skipped | failed), the
+        metrics (read back for skipped cells) and the folder."""
+        from bench.evaluate import METRIC_KEYS
+        from bench.io import read_json
+        rows = []
+        for o in self.outcomes:
+            head = {"dataset": o.cell.dataset, "method": o.cell.method, "seed": o.cell.seed}
+            if o.status == "failed":
+                rows += [{**head, "protocol": p.tag, "status": "failed", "error": o.error} for p in o.cell.protocols]
+                continue
+            for p, (status, result, folder) in zip(o.cell.protocols, o.results):
+                if result is None and (Path(folder) / "result.json").is_file():
+                    result = read_json(Path(folder) / "result.json")
+                metrics = (result or {}).get("metrics", {})
+                rows.append({**head, "protocol": p.tag, "status": status,
+                             **{k: metrics.get(k) for k in METRIC_KEYS}, "folder": str(folder)})
+        return pd.DataFrame(rows)
+
+
+def plan_run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampled", sampler="uniform",
+             negatives: int = 99, users: int | None = None, profile: str = "quick", overrides=None, out=None,
+             data_root=None, force: bool = False, executor: str = "local", ray_address: str | None = None,
+             variants=None) -> RunPlan:
+    """Check every name, value, protocol and dataset of a run before any work; the cells to run."""
+    from bench.data.candidates import check_negatives
+    from bench.data.prepare import load_dataset
+    from bench.data.recipe import load_recipe
+    from bench.executors import EXECUTORS
+    from bench.method import PROFILES, get_method
+    from bench.results import check_publishable, git_state
+    from bench.plugins import included
+    from bench.runner import Cell
+    _check_data_root(data_root)
+    datasets, methods, seeds = _names(dataset, "--dataset"), _names(methods, "--methods"), _seeds(seeds)
+    for d in datasets:
+        load_recipe(d)  # unknown names fail here, before any work
+    for m in methods:
+        get_method(m)
+    if profile not in PROFILES:
+        raise BenchError(f"--profile {profile!r}: valid: {', '.join(PROFILES)}")
+    if negatives < 1:
+        raise BenchError(f"--negatives {negatives}: must be >= 1")
+    if users is not None and users < 1:
+        raise BenchError(f"--users {users}: must be >= 1")
+    protocols = parse_protocols(",".join(_names(protocol, "--protocol")), ",".join(_names(sampler, "--sampler")),
+                                negatives, users)
+    params = parse_overrides(overrides, methods)
+    for m in methods:  # bad parameter values and impossible protocols fail before any work
+        get_method(m).from_profile(profile, **params[m])
+        if any(p.mode == "full" for p in protocols) and not get_method(m).supports_full:
+            raise BenchError(f"method {m} does not support full ranking; drop it or use --protocol sampled")
+        if variants is not None and not get_method(m).implements("set_prompt"):
+            raise BenchError(f"method {m} does not read prompts; the robustness suite applies to prompt-based "
+                             "methods")
+    if executor not in EXECUTORS:
+        raise BenchError(f"--executor {executor!r}: valid: {', '.join(EXECUTORS)}")
+    out = Path(out if out is not None else default_out())
+    check_publishable(git_state(), out)  # before any work; each cell checks again when it starts
+    for d in datasets:  # bad data and impossible protocols: one line for the run, not one per cell
+        ds = load_dataset(d, data_root=data_root)
+        for p in protocols:
+            if p.mode == "sampled":
+                check_negatives(ds, p.n_negatives)
+    cells = [Cell(d, m, s, protocols, profile, params[m], variants=variants, include=included())
+             for d in datasets for s in seeds for m in methods]
+    return RunPlan(datasets, methods, seeds, protocols, cells, out, data_root, force, executor, ray_address)
+
+
+def execute(plan: RunPlan, on_start: Callable | None = None, on_outcome: Callable | None = None,
+            log: Callable[[str], None] | None = None, on_progress: Callable | None = None) -> RunResult:
+    """Run a plan's cells (finished ones are skipped unless plan.force). Callbacks: on_start(cell) before a cell
+    (local executor), on_outcome(Outcome) after each, log(message), on_progress(stage, n, total) while scoring."""
+    from bench.executors import run_local, run_ray
+    log = log or (lambda message: None)
+    if plan.executor == "ray":
+        outcomes = run_ray(plan.cells, plan.out, data_root=plan.data_root, force=plan.force,
+                           address=plan.ray_address, on_outcome=on_outcome)
+        return RunResult(plan, outcomes)
+    outcomes = []
+    for cell in plan.cells:
+        if on_start:
+            on_start(cell)
+        outcomes += run_local([cell], plan.out, data_root=plan.data_root, force=plan.force, on_outcome=on_outcome,
+                              log=log, on_progress=on_progress)
+    return RunResult(plan, outcomes)
+
+
+def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampled", sampler="uniform",
+        negatives: int = 99, users: int | None = None, profile: str = "quick", overrides=None, out=None,
+        data_root=None, force: bool = False, executor: str = "local", ray_address: str | None = None,
+        on_plan: Callable[[RunPlan], None] | None = None, **callbacks) -> RunResult:
+    """`bench.py run`: train each (dataset, method, seed) cell once and score it under every protocol. A failed cell
+    does not stop the others: see `result.failed`. on_plan(plan) is called after validation, before any work."""
+    plan = plan_run(dataset, methods, seeds, protocol, sampler, negatives, users, profile, overrides, out, data_root,
+                    force, executor, ray_address)
+    if on_plan:
+        on_plan(plan)
+    return execute(plan, **callbacks)
+
+
+_run_grid = run  # for the functions below, whose `run` flag (as on the command line) hides this one
+
+
+# ------------------------------------------------------------------------------------------------------ reports
+def _dataset_name(dataset: str) -> str:
+    from bench.data.recipe import load_recipe
+    return load_recipe(dataset).name
+
+
+def leaderboard(dataset: str, protocol: str = "sampled-uniform-n99", target: str | None = None, out=None,
+                write: bool = True):
+    """`bench.py leaderboard`: the paper-style table from stored results (bench.report.leaderboard.Leaderboard;
+    `.table` is a DataFrame, `.written` the Markdown / CSV / LaTeX files)."""
+    from bench.report import leaderboard as lb_mod
+    root = Path(out if out is not None else default_out())
+    lb = lb_mod.build(root, _dataset_name(dataset), Protocol.from_tag(protocol).tag, target)
+    if write:
+        lb.written = lb_mod.write(lb, root)
+    return lb
+
+
+def significance(dataset: str, protocol: str = "sampled-uniform-n99", metric: str = "ndcg@10",
+                 reference: str | None = None, all_pairs: bool = False, test: str = "wilcoxon", alpha: float = 0.05,
+                 out=None, write: bool = True):
+    """`bench.py significance` for one metric: paired tests on the stored per-user values
+    (bench.report.significance.SignificanceReport; `.rows` is a DataFrame, `.written` the files)."""
+    from bench.report.significance import compare
+    root = Path(out if out is not None else default_out())
+    report = compare(root, _dataset_name(dataset), Protocol.from_tag(protocol).tag, metric, reference=reference,
+                     all_pairs=all_pairs, alpha=alpha, test=test)
+    if write:
+        report.written = report.write(root)
+    return report
+
+
+def compare_protocols(dataset: str, methods="random,pop,sasrec", seeds=0, negatives: int = 99,
+                      users: int | None = None, profile: str = "quick", overrides=None, metric: str = "ndcg@10",
+                      run: bool = True, out=None, data_root=None, force: bool = False, executor: str = "local",
+                      ray_address: str | None = None, on_plan=None, **callbacks):
+    """`bench.py compare-protocols`: the same trained models under full ranking and uniform / popularity
+    candidates (all users), with Kendall tau between the orderings (bench.report.protocols.ProtocolComparison)."""
+    from bench.report.protocols import compare, write
+    if users is not None:
+        raise BenchError("compare-protocols scores every test user under each protocol; drop --users")
+    root = Path(out if out is not None else default_out())
+    name = _dataset_name(dataset)
+    if run:
+        _run_grid(dataset, methods, seeds, "full,sampled", "uniform,popularity", negatives, None, profile, overrides,
+                  root, data_root, force, executor, ray_address, on_plan=on_plan, **callbacks)
+    table = compare(root, name, _names(methods, "--methods") if methods else None, negatives, metric)
+    table.written = write(table, root, name)
+    return table
+
+
+def robustness(dataset: str, methods="ganprompt,tallrec", seeds=0, negatives: int = 99, users: int | None = None,
+               sampler: str = "uniform", profile: str = "quick", overrides=None, metric: str = "ndcg@10",
+               seen: str = "seen-0", variants: str = "all", seed_perturb: int = 0, pair=None, run: bool = True,
+               out=None, data_root=None, force: bool = False, log: Callable[[str], None] | None = None):
+    """`bench.py robustness` (RQ1): each prompt-based method trained once on the `seen` template, scored under the
+    held-out templates and perturbations (bench.report.robustness.RobustnessReport)."""
+    from bench.lm.perturb import variants as make_variants
+    from bench.method import get_method
+    from bench.report.robustness import build, write
+    from bench.runner import run_cell
+    log = log or (lambda message: None)
+    root = Path(out if out is not None else default_out())
+    name = _dataset_name(dataset)
+    methods = _names(methods, "--methods")
+    protocol = parse_protocols("sampled", sampler, negatives, users)[0]
+    params = parse_overrides(overrides, methods)
+    for m in methods:  # PDR is a drop from the template a model was trained on: train every method on `seen`
+        if "template" not in {f.name for f in dataclasses.fields(get_method(m).Params)}:
+            continue
+        if params[m].get("template", seen) != seen:
+            raise BenchError(f"--set {m}.template={params[m]['template']} conflicts with --seen {seen}: the "
+                             "robustness suite measures drops from the template each method was trained on")
+        own = get_method(m).from_profile(profile).params.template
+        if own != seen:
+            params[m]["template"] = seen
+            log(f"{m}: trained on the seen template {seen!r} for the robustness suite (its own default is {own!r})")
+    if pair is not None:
+        pair = tuple(_names(pair, "--pair"))
+        if len(pair) != 2:
+            raise BenchError(f"--pair {','.join(pair)!r}: expected two methods, e.g. ganprompt,tallrec")
+    if run:
+        chosen = tuple(make_variants(seen, seed_perturb, variants))
+        plan = plan_run(dataset, methods, seeds, protocol.tag, sampler, negatives, users, profile, params, root,
+                        data_root, force, variants=chosen)
+        for cell in plan.cells:
+            outcomes = run_cell(cell, root, data_root=data_root, force=force, log=log)
+            for v, (status, result, _) in zip(chosen, outcomes):
+                value = result["metrics"][metric] if result else None
+                log(f"{status} {cell.method} seed {cell.seed} {v.id}: "
+                    + (f"{metric} {value:.4f}" if value is not None else "finished earlier"))
+    report = build(root, name, protocol.tag, metric, pair, seen)
+    report.written = write(report, root)
+    return report
+
+
+@dataclass
+class Reproduction:
+    """A paper table beside ours: `markdown`, `table` (one row per method and metric: ours, paper, diff)."""
+    markdown: str
+    table: pd.DataFrame
+    protocol: str
+    written: list[Path] = field(default_factory=list)
+    run: RunResult | None = None
+
+
+def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, negatives: int | None = None,
+              users: int | None = None, profile: str = "quick", overrides=None, run: bool = True, out=None,
+              data_root=None, force: bool = False, executor: str = "local", ray_address: str | None = None,
+              on_plan=None, **callbacks) -> Reproduction:
+    """`bench.py reproduce`: run the grid of a paper table (its methods on its dataset), then render it beside the
+    published numbers. The quick profile's default budget scores every method on the same 100 users x 20
+    candidates; give `negatives` / `users` to choose otherwise."""
+    from bench.report.reproduce import paper_methods, paper_table, save, side_by_side
+    paper_table(table)  # unknown tables fail before any work
+    if profile == "quick" and users is None and negatives is None:
+        users, negatives = 100, 19   # the CPU budget
+    negatives = 99 if negatives is None else negatives
+    dataset = dataset or table
+    methods = methods or paper_methods()
+    root = Path(out if out is not None else default_out())
+    protocol = parse_protocols("sampled", "uniform", negatives, users)[0]
+    result = None
+    if run:
+        result = _run_grid(dataset, methods, seeds, protocol.tag, "uniform", negatives, users, profile, overrides,
+                           root, data_root, force, executor, ray_address, on_plan=on_plan, **callbacks)
+    name = _dataset_name(dataset)
+    md, df = side_by_side(root, name, table, protocol.tag)
+    return Reproduction(md, df, protocol.tag, save(root, name, table, protocol.tag, md, df), result)
+
+
+# ------------------------------------------------------------------------------------------ listings and checks
+def status(out=None, dataset: str | None = None) -> pd.DataFrame:
+    """`bench.py status`: every cell folder under `out`: cell, state (done / running / interrupted / failed),
+    seconds, detail."""
+    from bench.executors import grid_status
+    root = Path(out if out is not None else default_out())
+    rows = grid_status(root, dataset)
+    if not rows:
+        raise BenchError(f"no cells under {root}" + (f"/{dataset}" if dataset else ""))
+    return pd.DataFrame(rows, columns=["cell", "state", "seconds", "detail"])
+
+
+def audit(out="results"):
+    """`bench.py audit`: the checks of the published results (bench.report.audit.AuditReport)."""
+    from bench.report.audit import audit as run_audit
+    return run_audit(Path(out))
+
+
+def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", seed: int = 0, samples: int = 60,
+              overrides=None, out=None, data_root=None, log: Callable[[str], None] | None = None) -> dict:
+    """`bench.py diversity` (RQ2, GANPrompt): encoder embeddings of the K + 1 attribute variants before and after
+    stage 1; {"stats", "markdown", "png", "folder"}."""
+    from bench.data.prepare import load_dataset
+    from bench.data.view import FitData
+    from bench.method import get_method
+    from methods.ganprompt.diversity import check_method, run as run_diversity
+    _check_data_root(data_root)
+    m = get_method(method).from_profile(profile, **parse_overrides(overrides, [method])[method])
+    check_method(m)  # before the data is loaded
+    ds = load_dataset(dataset, data_root=data_root)
+    data = FitData.from_dataset(ds, seed=seed, log=log)
+    folder = Path(out if out is not None else default_out()) / ds.name / "diversity" / f"{method}-{profile}-seed{seed}"
+    return {**run_diversity(data, m, folder, n_eval=samples), "folder": folder}
+
+
+def check_method(name: str, overrides=None, profile: str | None = "quick",
+                 log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """`bench.py check-method`: the conformance checks every built-in method passes (bench/conformance.py), for one
+    method, fitted on a tiny MovieLens slice with its `profile` values and `overrides`. One row per check: check,
+    ok, detail."""
+    from bench.conformance import check_method as run_checks
+    from bench.method import get_method
+    get_method(name)
+    checks = run_checks(name, parse_overrides(overrides, [name])[name], profile, log=log)
+    return pd.DataFrame([dataclasses.asdict(c) for c in checks], columns=["name", "ok", "detail"]).rename(
+        columns={"name": "check"})
+
+
+def include(path) -> list[str]:
+    """Load a plugin .py file or folder (methods, dataset recipes, prompt templates), as `--include PATH` does;
+    returns the names of the methods it registered."""
+    from bench.plugins import include as load
+    return load(path)
+
+
+def datasets(names: Iterable[str] | str | None = None, data_root=None, raise_errors: bool = False) -> pd.DataFrame:
+    """`bench.py datasets`: the paper's Table 1 columns per recipe; a recipe whose data is unavailable gets a row
+    saying why (or raises, with raise_errors)."""
+    from bench.data.prepare import load_dataset
+    from bench.data.recipe import available_recipes, load_recipe
+    _check_data_root(data_root)
+    rows = []
+    for name in (_names(names, "--dataset") if names else available_recipes()):
+        recipe = load_recipe(name)
+        paper = recipe.paper_counts or {}
+        try:
+            ds = load_dataset(recipe, data_root=data_root)
+        except Exception as exc:  # noqa: BLE001 - a listing never shows a traceback; one row says what is wrong
+            if raise_errors:
+                raise
+            why = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+            rows.append({"dataset": name, "notes": "unavailable: " + " ".join(why.split())})
+            continue
+        st = ds.stats()
+        ref = f"paper: {paper['users']}/{paper['items']}/{paper['interactions']}" if paper else ""
+        text = ", ".join(f"{k}: {v}" for k, v in ds.text_source.items())
+        rows.append({"dataset": name, "users": st["users"], "items": st["items"],
+                     "interactions": st["interactions"], "sequences": st["sequences"], "sparsity": st["sparsity"],
+                     "notes": "; ".join(x for x in (f"text from {text}", ref) if x)})
+    return pd.DataFrame(rows, columns=["dataset", "users", "items", "interactions", "sequences", "sparsity",
+                                       "notes"])
