@@ -105,6 +105,10 @@ class CoLLM(LoRAYesNo):
         h_lm = self.model_.get_input_embeddings().weight.shape[1]
         self.mapper_ = nn.Sequential(nn.Linear(p.cf_embedding_size, p.mlp_hidden), nn.GELU(),
                                      nn.Linear(p.mlp_hidden, h_lm)).to(self.device_)
+        # the mapper starts at exactly zero output: stage 2 then begins from the stage-1 model (zero slots), not from
+        # random vectors written into the slots (which lowered validation GAUC from .60 to .58 before any step)
+        nn.init.zeros_(self.mapper_[-1].weight)
+        nn.init.zeros_(self.mapper_[-1].bias)
         self.with_cf_ = False
 
     def fit(self, data) -> "CoLLM":

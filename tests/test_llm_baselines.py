@@ -65,9 +65,16 @@ def test_collm_two_stages_slots_and_packed_scoring(tiny_ds):
                       for s in segs[1:]]
             plain.append(group_margins(m.model_, groups, m.engine_.yes_id, m.engine_.no_id).numpy())
     np.testing.assert_allclose(packed, np.stack(plain), atol=1e-4)
-    # collaborative embeddings matter: another user's embedding changes the scores
+    # collaborative embeddings reach the scores: with a mapper that writes something (the trained one may still be at
+    # its zero start), another user's embedding changes them
+    torch.nn.init.normal_(m.mapper_[-1].weight, std=0.5)
+    before = m.score(test.users[:2], test.items[:2])
     m.user_emb_ = m.user_emb_.roll(1, 0)
-    assert not np.allclose(m.score(test.users[:2], test.items[:2]), packed)
+    assert not np.allclose(m.score(test.users[:2], test.items[:2]), before)
+    # stage 2 starts from the stage-1 model: a fresh mapper writes exactly zero into the slots
+    fresh = get_method("collm")(**{**TINY_LM, "cf_embedding_size": 8, "mlp_hidden": 16})
+    fresh._setup(data)
+    assert fresh.mapper_(torch.randn(3, 8)).abs().max().item() == 0.0
 
 
 def test_p5_validation_users_are_drawn_once(tiny_ds, monkeypatch):

@@ -93,19 +93,19 @@ class GANPromptParams(LMParams):
     lr: float = field(default=1e-5, metadata={"help": "stage-2 AdamW learning rate (the paper: 1e-5)", "min": 0.0})
 
 
-# quick (2 CPU cores, beauty): stage 2 uses TALLRec's quick choices (methods/tallrec.py: a readout adapter, LoRA on
-# the output head, because LoRA in the blocks memorised training items at CPU batch sizes; the listwise softmax over
-# 1 + 7 candidates sharing a prefix). The projection still trains in stage 2. 128 histories (64 steps): with 64 the
-# validation GAUC was still rising at the end (.388 -> .513 -> .576). Stage 1 back-propagates L_LLM through every LM
-# layer into the encoder (~40 s per step of 4 histories x 2 variants here), so it gets 4 G steps; D, a small MLP on
-# the detached z, takes 25 steps per G step (on the same embeddings a plainly alternating D stayed at chance, 1/6, for
-# a whole CPU stage 1 before). `split`: the encoder reads the history prefix and each candidate apart, so the LM
-# shares the prefix across candidates in training and scoring.
-QUICK = {"encoder_context": "split", "attribute_samples": 32, "train_groups": 128, "negatives": 7, "stage1_groups": 16,
+# quick (2 CPU cores, beauty): stage 2 uses TALLRec's quick settings (methods/tallrec.py: the listwise softmax over
+# 1 + 7 candidates sharing a prefix was the setting whose validation GAUC rose within a CPU budget). Stage 1
+# back-propagates L_LLM through every LM layer into the encoder (~40 s per step of 4 histories x 2 variants here),
+# so it gets 4 G steps; D, a small MLP on the detached z, takes 25 steps per G step (on the same embeddings a plainly
+# alternating D stayed at chance, 1/6, for a whole CPU stage 1 before). `split`: the encoder reads the history
+# prefix and each candidate apart, so the LM shares the prefix across candidates in training and scoring.
+# Tried and not adopted: TALLRec's readout adapter (LoRA on the output head) with the projection trained in
+# stage 2, 128 histories: validation GAUC .498 -> .484 at step 32 of 64 (64 users), i.e. still at chance.
+QUICK = {"encoder_context": "split", "attribute_samples": 32, "train_groups": 64, "negatives": 7, "stage1_groups": 16,
          "stage1_batch": 4, "stage1_lr": 1e-4, "d_lr": 1e-3, "d_steps": 25, "llm_variants": 2, "stage2_variants": 1,
-         "epochs": 1, "batch_groups": 2, "lr": 1e-3, "loss": "softmax", "lora_layers": 0, "lora_targets": "lm_head",
-         "eval_every": 32, "valid_users": 64, "valid_negatives": 7, "history_len": 4, "title_words": 6,
-         "max_length": 160, "max_minutes": 15}
+         "epochs": 1, "batch_groups": 2, "lr": 1e-3, "loss": "softmax", "lora_layers": 10, "eval_every": 16,
+         "valid_users": 32, "valid_negatives": 7, "history_len": 4, "title_words": 6, "max_length": 160,
+         "max_minutes": 15}
 PAPER = {}  # the dataclass defaults are the paper's stated settings
 
 
