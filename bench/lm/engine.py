@@ -251,22 +251,22 @@ def finetune(engine: YesNoEngine, params: list[nn.Parameter], groups: list[Train
         for m in train_modules:
             m.train()
         opt.zero_grad()
-        if cache is not None:
+        if cache is not None:  # (states, labels) pairs: one chunk, the head alone runs
             parts = [x for i in indices for x in cache[i]]
-            labels = [lab for _, lab in parts]
-            margins = engine.head_margins(torch.cat([st for st, _ in parts]))
-            part = group_loss(margins, labels, loss) / (sum(map(len, labels)) if loss == "bce" else len(parts))
-            part.backward()
-            opt.step()
-            return part.item()
-        batch = [p for i in indices for p in prompts_of(groups[i], rng)]
-        n = sum(len(lab) for _, lab in batch)
-        sizes = [len(pg.prefix) + sum(len(s) for s in pg.suffixes) for (pg, _, _), _ in batch]
-        opt.zero_grad()
+            chunks = [list(range(len(parts)))]
+
+            def margins_of(idx):
+                return engine.head_margins(torch.cat([parts[i][0] for i in idx]))
+        else:  # (prompt, labels) pairs: token-bounded micro-batches through the whole LM
+            parts = [p for i in indices for p in prompts_of(groups[i], rng)]
+            chunks = batches_by_tokens([pg.length for (pg, _, _), _ in parts], engine.max_tokens)
+
+            def margins_of(idx):
+                return engine.margins(engine.groups([parts[i][0] for i in idx]))
+        norm = sum(len(lab) for _, lab in parts) if loss == "bce" else len(parts)
         total_loss = 0.0
-        for idx in batches_by_tokens(sizes, engine.max_tokens):
-            margins = engine.margins(engine.groups([batch[i][0] for i in idx]))
-            part = group_loss(margins, [batch[i][1] for i in idx], loss) / (n if loss == "bce" else len(batch))
+        for idx in chunks:
+            part = group_loss(margins_of(idx), [parts[i][1] for i in idx], loss) / norm
             part.backward()
             total_loss += part.item()
         opt.step()
@@ -317,7 +317,7 @@ def _cache_states(engine: YesNoEngine, groups, prompts_of, rng, name: str) -> li
     """Answer-position states of every training group's prompts, [(states [n, H], labels)] per group."""
     engine.model.eval()
     flat = [(gi, prompt, lab) for gi, g in enumerate(groups) for prompt, lab in prompts_of(g, rng)]
-    sizes = [len(pg.prefix) + sum(len(x) for x in pg.suffixes) for _, (pg, _, _), _ in flat]
+    sizes = [pg.length for _, (pg, _, _), _ in flat]
     out: list[list] = [[] for _ in groups]
     batches = batches_by_tokens(sizes, engine.max_tokens)
     with progress(len(batches), f"{name}: answer states of the training prompts") as advance, autocast(engine.device):

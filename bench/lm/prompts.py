@@ -151,6 +151,11 @@ class PromptGroup:
     history_shown: int     # history items the style asked for (history_used < history_shown: truncated)
     overlong: bool = False  # even with no history the prompt exceeds max_length (it is kept whole)
 
+    @property
+    def length(self) -> int:
+        """Tokens of the packed row this prompt becomes (the prefix once, then every suffix)."""
+        return len(self.prefix) + sum(len(s) for s in self.suffixes)
+
 
 class PromptBuilder:
     """Writes (prefix, suffixes) token ids for a history and candidate items under the ONE truncation rule used for
