@@ -1,7 +1,11 @@
 """Scoring throughput of the shared yes/no LM scorer: one user per forward pass vs rows of many users batched
 together (what a GPU needs: it is launch-bound at small batches). Same prompts, same scores; prints prompts/s of
 each and the ratio. Run: python benchmarks/scoring_throughput.py [--dataset beauty] [--users 32] [--negatives 19]
-[--model smollm2] [--device auto] [--max-tokens 16384]"""
+[--model smollm2] [--device auto] [--max-tokens 16384]
+
+`--method ganprompt` measures GANPrompt's own scorer (MiniLM -> projection -> the LM, quick profile's prompts)
+instead: `joint` (the encoder reads each candidate's whole prompt, so nothing is shared) vs `split` (the encoder
+reads the history prefix once, the LM shares it across candidates), prompts/s of each and the ratio."""
 import argparse
 import time
 
@@ -27,7 +31,10 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=16384, help="tokens per forward pass when batching users")
     ap.add_argument("--history", type=int, default=5)
     ap.add_argument("--title-words", type=int, default=8)
+    ap.add_argument("--method", default="lm", choices=("lm", "ganprompt"))
     args = ap.parse_args()
+    if args.method == "ganprompt":
+        return ganprompt(args)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     ds = load_dataset(args.dataset)
@@ -54,6 +61,29 @@ def main():
     print(f"{args.model} on {device}: {args.users} users x {args.negatives + 1} candidates = {n} prompts")
     print(f"one user per pass: {n / t1:.1f} prompts/s   users batched (max {args.max_tokens} tokens/pass): "
           f"{n / t2:.1f} prompts/s   ratio {t1 / t2:.2f}x   largest |score difference| {np.abs(s1 - s2).max():.1e}")
+
+
+def ganprompt(args):
+    """GANPrompt's scorer under its two encoder contexts (weights do not change the cost; no training needed)."""
+    from bench.method import get_method
+    torch.manual_seed(0)
+    ds = load_dataset(args.dataset)
+    data = FitData.from_dataset(ds)
+    cands = draw(ds, "test", args.negatives, "uniform", 0)
+    users, items = cands.users[:args.users], cands.items[:args.users]
+    out = {}
+    for context in ("joint", "split"):
+        m = get_method("ganprompt").from_profile("quick", encoder_context=context, device=args.device)
+        m._setup(data)
+        m.engine_.model.eval()
+        m.engine_.score(data, users[:2], items[:2], "test")  # warm-up
+        t = time.perf_counter()
+        m.engine_.score(data, users, items, "test")
+        out[context] = time.perf_counter() - t
+    n = items.size
+    print(f"ganprompt (quick profile) on {m.device_}: {args.users} users x {args.negatives + 1} candidates = {n} prompts")
+    print(f"joint: {n / out['joint']:.1f} prompts/s   split: {n / out['split']:.1f} prompts/s   "
+          f"ratio {out['joint'] / out['split']:.2f}x")
 
 
 if __name__ == "__main__":

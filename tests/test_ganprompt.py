@@ -198,3 +198,35 @@ def test_diversity_analysis_writes_png_and_table(data, tmp_path):
         assert st["mean_js_divergence"] >= 0
     assert out["stats"]["before"] != out["stats"]["after"]
     assert "silhouette_by_class" in (tmp_path / "diversity.md").read_text()
+
+
+def test_alignment_targets_are_the_lm_embeddings_of_the_same_characters(data):
+    """Tiny encoder and LM share MiniLM's tokenizer, so every non-special encoder token's target is exactly the LM's
+    embedding of that token id, and [CLS]/[SEP] get the separator's embedding."""
+    m = get_method("ganprompt")(**{**TINY, "stage1_epochs": 0})
+    m.fit_diversity_encoder(data)
+    bb = m.backbone_
+    text = "The user bought shampoo, conditioner"
+    x, y = bb.alignment_pairs([(text, True), (" lipstick red", False)])
+    ids = bb.enc_tok(text).input_ids + bb.enc_tok(" lipstick red", add_special_tokens=False).input_ids
+    table = bb.lm.get_input_embeddings().weight.detach().float()
+    newline = table[bb.separator_id()]
+    assert x.shape == (len(ids), bb.hidden_size) and y.shape == (len(ids), table.shape[1])
+    special = set(bb.enc_tok.all_special_ids)
+    for row, i in enumerate(ids):
+        torch.testing.assert_close(y[row], newline if i in special else table[i])
+
+
+@pytest.mark.parametrize("states", ["last", "input+last"])
+def test_projection_alignment_learns_and_a_frozen_projection_gives_a_cached_readout(states, data):
+    m = get_method("ganprompt")(**{**TINY, "encoder_states": states, "align_steps": 150, "align_lr": 1e-2, "align_titles": 50,
+                                   "stage2_projection": False, "lora_targets": "lm_head", "lora_layers": 0})
+    m.fit(data)
+    rec = m.fit_info_["alignment"]
+    assert rec["after"]["mse"] < 0.8 * rec["before"]["mse"]
+    assert rec["after"]["nearest_token_acc"] > rec["before"]["nearest_token_acc"] + 0.1
+    assert "projection_alignment" in m.fit_info_["timings_s"]
+    assert not any(q.requires_grad for q in m.backbone_.proj.parameters()), "stage 2 leaves the projection alone"
+    assert m.fit_info_["stage2"]["cached_states"], "only the output head trains: the body runs once per prompt"
+    assert m.backbone_.proj[0].in_features == (2 if states == "input+last" else 1) * m.backbone_.hidden_size
+    assert m.discriminator_.net[0].in_features == m.backbone_.hidden_size, "z is the last layer either way"

@@ -10,8 +10,11 @@
 """
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from bench.errors import MethodError
 from bench.lm.engine import YesNoEngine, add_lora, autocast
@@ -49,9 +52,15 @@ def _pad(segments: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
+ENCODER_STATES = ("last", "input+last")
+
+
 class EncoderCausal(_DiversityEncoderBackbone):
-    def __init__(self, encoder: str, lm: str, proj_hidden: int, device: str = "cpu"):
+    def __init__(self, encoder: str, lm: str, proj_hidden: int, device: str = "cpu", states: str = "last"):
         super().__init__()
+        if states not in ENCODER_STATES:
+            raise MethodError(f"encoder_states {states!r}: valid: {', '.join(ENCODER_STATES)}")
+        self.states = states
         enc = load_encoder(encoder, device=device)
         self.encoder, self.enc_tok = enc.model, enc.tokenizer
         causal = load_causal_lm(lm, device=device)
@@ -59,7 +68,8 @@ class EncoderCausal(_DiversityEncoderBackbone):
         for p in self.lm.parameters():
             p.requires_grad_(False)
         h_enc, h_lm = self.encoder.config.hidden_size, self.lm.config.hidden_size
-        self.proj = nn.Sequential(nn.Linear(h_enc, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, h_lm))
+        h_in = 2 * h_enc if states == "input+last" else h_enc
+        self.proj = nn.Sequential(nn.Linear(h_in, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, h_lm))
         # the LM must see soft tokens of its usual size: projected states are RMS-normalised to the typical norm of
         # its own token embeddings (a random projection's outputs are ~20x larger, far outside what the LM knows)
         emb = self.lm.get_input_embeddings().weight.detach().float()
@@ -74,9 +84,14 @@ class EncoderCausal(_DiversityEncoderBackbone):
         return self.encoder.config.hidden_size
 
     def encode_segments(self, segments: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder states [B, T, H] and mask [B, T] of token-id segments (each read on its own)."""
+        """Encoder states and mask [B, T] of token-id segments (each read on its own). States are [B, T, H] (the
+        last layer) or, with states `input+last`, [B, T, 2H]: the embedding layer's output, then the last layer's
+        (the last H features are always the last layer: what the GAN's z pools)."""
         ids, mask = _pad([s.ids for s in segments], self.enc_tok.pad_token_id or 0, self.device)
-        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+        out = self.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=self.states == "input+last")
+        if self.states == "input+last":
+            return torch.cat([out.hidden_states[0], out.last_hidden_state], -1), mask
+        return out.last_hidden_state, mask
 
     def soft_tokens(self, states: torch.Tensor) -> torch.Tensor:
         h = self.proj(states)
@@ -98,6 +113,70 @@ class EncoderCausal(_DiversityEncoderBackbone):
     def generator_parameters(self):
         return list(self.encoder.parameters()) + list(self.proj.parameters())
 
+    def separator_id(self) -> int:
+        """The LM's newline token (its [SEP] where newline has no token, as in the tests' BERT-vocabulary LM)."""
+        ids = self.lm_tok("\n", add_special_tokens=False).input_ids
+        return ids[-1] if ids else (self.lm_tok.sep_token_id or self.lm_tok.eos_token_id or 0)
+
+    @torch.no_grad()
+    def alignment_pairs(self, pieces: list[tuple[str, bool]], batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder token states [N, H_enc], targets [N, H_lm]) for prompt pieces (text, with special tokens): the
+        target of an encoder token is the mean input embedding of the LM tokens that share its characters; special
+        tokens (no characters) get the embedding of the LM's newline (a separator the LM knows)."""
+        table = self.lm.get_input_embeddings().weight.detach().float()
+        newline = table[self.separator_id()]
+        xs, ys = [], []
+        self.encoder.eval()
+        for start in range(0, len(pieces), batch):
+            chunk = pieces[start:start + batch]
+            encs = [self.enc_tok(t, add_special_tokens=first, return_offsets_mapping=True) for t, first in chunk]
+            states, _ = self.encode_segments([Encoded(e.input_ids) for e in encs])
+            for r, ((text, _), e) in enumerate(zip(chunk, encs)):
+                lm = self.lm_tok(text, add_special_tokens=False, return_offsets_mapping=True)
+                for pos, (a, z) in enumerate(e.offset_mapping):
+                    ids = [i for i, (la, lz) in zip(lm.input_ids, lm.offset_mapping) if la < z and lz > a] \
+                        if z > a else []
+                    xs.append(states[r, pos].float())
+                    ys.append(table[ids].mean(0) if ids else newline)
+        return torch.stack(xs), torch.stack(ys)
+
+    def align_projection(self, pieces: list[tuple[str, bool]], steps: int, lr: float, batch: int = 512,
+                         seed: int = 0, log=None) -> dict:
+        """Projection warm-up (before stage 1): fit the projection so that the soft token of each encoder token is
+        the LM's own input embedding of the same characters (feature alignment, as LLaVA's first stage does for its
+        projector). Without it the LM reads soft tokens it has never seen and, on a CPU budget, the history/candidate
+        signal never reaches its answer (a probe on its answer state stayed at chance). Only the projection trains;
+        the record holds the MSE and the nearest-token accuracy on held-out tokens before and after."""
+        t0 = time.perf_counter()
+        x, y = self.alignment_pairs(pieces)
+        x, y = x.to(self.device), y.to(self.device)
+        gen = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(x), generator=gen)
+        n_val = min(2000, len(x) // 5)
+        val, train = perm[:n_val].to(self.device), perm[n_val:].to(self.device)
+        table = self.lm.get_input_embeddings().weight.detach().float()
+
+        @torch.no_grad()
+        def measure() -> dict:
+            out = self.soft_tokens(x[val])
+            nearest = (out @ table.T).argmax(-1) == (y[val] @ table.T).argmax(-1)
+            return {"mse": float(F.mse_loss(out, y[val])), "nearest_token_acc": float(nearest.float().mean())}
+
+        before = measure()
+        opt = torch.optim.Adam(self.proj.parameters(), lr=lr)
+        for step in range(steps):
+            idx = train[torch.randint(len(train), (min(batch, len(train)),), generator=gen).to(self.device)]
+            loss = F.mse_loss(self.soft_tokens(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        after = measure()
+        if log:
+            log(f"projection alignment: {len(x)} tokens, {steps} steps: held-out nearest-token accuracy "
+                f"{before['nearest_token_acc']:.3f} -> {after['nearest_token_acc']:.3f}")
+        return {"tokens": len(x), "held_out": n_val, "steps": steps, "before": before, "after": after,
+                "seconds": round(time.perf_counter() - t0, 1)}
+
     def start_stage2(self, p) -> None:
         """The encoder is frozen (and in eval mode: no dropout) from here on; LoRA goes on the causal LM."""
         self.freeze_encoder()
@@ -105,6 +184,10 @@ class EncoderCausal(_DiversityEncoderBackbone):
 
     def stage2_parameters(self):
         return [q for q in list(self.proj.parameters()) + list(self.lm.parameters()) if q.requires_grad]
+
+    def freeze_projection(self) -> None:
+        for q in self.proj.parameters():
+            q.requires_grad_(False)
 
     def engine(self, builder, answers, max_tokens: int, score_rows: int, device: str) -> YesNoEngine:
         return YesNoEngine(self.lm, self.lm_tok, builder, *answers, max_tokens=max_tokens, score_rows=score_rows,
