@@ -37,8 +37,8 @@ class TALLRec(LoRAYesNo):
     # (a readout adapter): the loop then runs the LM body once per training prompt and validation candidate and
     # trains on the cached states, so epochs are nearly free and 200 validation users keep the choice of the best
     # state from being noise. The paper profile keeps TALLRec's q,v LoRA.
-    profiles = {"quick": {"train_groups": 320, "negatives": 7, "epochs": 12, "batch_groups": 4, "lr": 1e-3,
+    profiles = {"quick": {"train_groups": 400, "negatives": 7, "epochs": 8, "batch_groups": 4, "lr": 1e-3,
                           "loss": "softmax", "lora_layers": 0, "lora_targets": "lm_head",
-                          "eval_every": 40, "valid_users": 200, "valid_negatives": 7, "history_len": 10,
-                          "title_words": 6, "max_length": 192, "max_minutes": 15},
+                          "eval_every": 50, "valid_users": 200, "valid_negatives": 7, "history_len": 4,
+                          "title_words": 6, "max_length": 160, "max_minutes": 15},
                 "paper": {}}
