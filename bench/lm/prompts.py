@@ -172,17 +172,21 @@ class PromptBuilder:
         head, tail = template.split_at_target()
         self._tail_reads_history = joint or "{purchase_history}" in tail or "{title_seq}" in tail
 
+    def texts(self, titles: list[str], items, attribute: str | None = None) -> list[tuple[str, bool]]:
+        """A prompt's pieces as (text, with special tokens): under `joint` each candidate's whole prompt; otherwise
+        the prefix, then each candidate's suffix. No truncation (group() applies it)."""
+        pairs = [split_prompt(self.template, self.style, titles, self.item_text[int(i)], self.category, attribute)
+                 for i in items]
+        if self.joint:
+            return [(p + s, True) for p, s in pairs]
+        return [(pairs[0][0], True)] + [(s, False) for _, s in pairs]
+
     def _pieces(self, titles: list[str], items, attribute: str | None, suffixes=None):
         if self.joint:
-            pairs = [split_prompt(self.template, self.style, titles, self.item_text[int(i)], self.category, attribute)
-                     for i in items]
-            return Encoded([]), [self.encode(p + s, True) for p, s in pairs]
-        pairs = [split_prompt(self.template, self.style, titles, self.item_text[int(i)], self.category, attribute)
-                 for i in items[:1 if suffixes is not None else None]]
-        prefix = self.encode(pairs[0][0], True)
-        if suffixes is None:
-            suffixes = [self.encode(s, False) for _, s in pairs]
-        return prefix, suffixes
+            return Encoded([]), [self.encode(t, first) for t, first in self.texts(titles, items, attribute)]
+        pieces = self.texts(titles, items[:1] if suffixes is not None else items, attribute)
+        prefix = self.encode(*pieces[0])
+        return prefix, suffixes if suffixes is not None else [self.encode(*x) for x in pieces[1:]]
 
     def group(self, history, items, attribute: str | None = None) -> PromptGroup:
         titles = [self.item_text[int(i)] for i in list(history)[-self.style.history_len:]] \

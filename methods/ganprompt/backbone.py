@@ -178,16 +178,16 @@ class EncoderCausal(_DiversityEncoderBackbone):
                 "seconds": round(time.perf_counter() - t0, 1)}
 
     def start_stage2(self, p) -> None:
-        """The encoder is frozen (and in eval mode: no dropout) from here on; LoRA goes on the causal LM."""
+        """The encoder is frozen (and in eval mode: no dropout) from here on, the projection too unless
+        `p.stage2_projection`; LoRA goes on the causal LM."""
         self.freeze_encoder()
+        if not p.stage2_projection:
+            for q in self.proj.parameters():
+                q.requires_grad_(False)
         self.lm = add_lora(self.lm, p.lora_r, p.lora_alpha, p.lora_dropout, p.lora_targets, p.lora_layers)
 
     def stage2_parameters(self):
         return [q for q in list(self.proj.parameters()) + list(self.lm.parameters()) if q.requires_grad]
-
-    def freeze_projection(self) -> None:
-        for q in self.proj.parameters():
-            q.requires_grad_(False)
 
     def engine(self, builder, answers, max_tokens: int, score_rows: int, device: str) -> YesNoEngine:
         return YesNoEngine(self.lm, self.lm_tok, builder, *answers, max_tokens=max_tokens, score_rows=score_rows,

@@ -29,7 +29,7 @@ from bench.method import resolve_device
 from bench.lm.models import load_causal_lm
 from bench.lm.packing import Group, group_margins
 from bench.lm.params import LMParams
-from bench.lm.prompts import PromptBuilder, Template, get_template, split_prompt, token_encoder
+from bench.lm.prompts import PromptBuilder, Template, get_template, token_encoder
 from bench.training import progress
 from bench.lm.samples import TrainGroup, make_groups
 from methods.ganprompt.attributes import generate_attributes
@@ -167,8 +167,6 @@ class GANPrompt(LoRAYesNo):
 
     def _start_stage2(self) -> None:
         self.backbone_.start_stage2(self.params)
-        if isinstance(self.backbone_, EncoderCausal) and not self.params.stage2_projection:
-            self.backbone_.freeze_projection()
         self.backbone_.to(self.device_)
         if isinstance(self.backbone_, EncoderCausal):
             self.engine_.model = self.backbone_.lm  # LoRA wrapped the LM
@@ -250,26 +248,18 @@ class GANPrompt(LoRAYesNo):
         return self
 
     def _alignment_pieces(self, groups: list[TrainGroup], rng) -> list[tuple[str, bool]]:
-        """Texts the encoder reads (prefixes with special tokens, candidate suffixes without; whole prompts under
-        `joint`): the seen and adversarial prompts of `groups` and `align_titles` random item titles."""
-        b, style = self.engine_.builder, self._style()
-        adv = self.adversarial_template_
+        """Texts the encoder reads (the builders' pieces): the seen and adversarial prompts of `groups` and
+        `align_titles` random item titles, written as candidate suffixes are."""
+        seen, adv = self.engine_.builder, self._builder(self.adversarial_template_)
+        style, item_text = seen.style, seen.item_text
         pieces = []
         for g in groups:
-            titles = [b.item_text[int(i)] for i in g.history[-style.history_len:]]
-            for tpl, attr in ((b.template, None), (adv, str(rng.choice(self.attributes_)) if self.attributes_ else None)):
-                for j, item in enumerate(g.items):
-                    pre, suf = split_prompt(tpl, style, titles, b.item_text[int(item)], b.category, attr)
-                    if b.joint:
-                        pieces.append((pre + suf, True))
-                        continue
-                    if j == 0:
-                        pieces.append((pre, True))
-                    pieces.append((suf, False))
-        n = min(self.params.align_titles, len(b.item_text))
-        for i in rng.choice(len(b.item_text), size=n, replace=False):
-            if b.item_text[int(i)]:
-                pieces.append((" " + style.title(b.item_text[int(i)]), False))
+            titles = [item_text[int(i)] for i in g.history[-style.history_len:]]
+            attr = str(rng.choice(self.attributes_)) if self.attributes_ else None
+            pieces += seen.texts(titles, g.items) + adv.texts(titles, g.items, attr)
+        for i in rng.choice(len(item_text), size=min(self.params.align_titles, len(item_text)), replace=False):
+            if item_text[int(i)]:
+                pieces.append((" " + style.title(item_text[int(i)]), False))
         return pieces
 
     def _load_generator(self):
@@ -314,8 +304,9 @@ class GANPrompt(LoRAYesNo):
     def pretrained_backbone(self):
         """A fresh backbone with the pre-trained encoder (untouched by stage 1)."""
         p = self.params
-        return (EncoderCausal(p.encoder, p.lm, p.proj_hidden, self.device_, p.encoder_states) if p.backbone == "encoder+causal"
-                else T5Backbone(p.t5, self.device_)).to(self.device_)
+        if p.backbone == "encoder+causal":
+            return EncoderCausal(p.encoder, p.lm, p.proj_hidden, self.device_, p.encoder_states).to(self.device_)
+        return T5Backbone(p.t5, self.device_).to(self.device_)
 
     def _stage1_loss(self, chunk: list[TrainGroup], k1: int, rng) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward pass of one micro-batch: z [n, K+1, H] (with grad) and L_LLM summed over its rows."""
