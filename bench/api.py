@@ -397,8 +397,10 @@ def include(path) -> list[str]:
 
 
 def datasets(names: Iterable[str] | str | None = None, data_root=None, raise_errors: bool = False) -> pd.DataFrame:
-    """`bench.py datasets`: the paper's Table 1 columns per recipe; a recipe whose data is unavailable gets a row
-    saying why (or raises, with raise_errors)."""
+    """`bench.py datasets`: the paper's Table 1 columns per recipe and the popularity signal of the leave-one-out split
+    (`pop_target` / `pop_all` = `pop_signal`, see bench.data.candidates.popularity_signal); a recipe whose data is
+    unavailable gets a row saying why (or raises, with raise_errors)."""
+    from bench.data.candidates import popularity_signal
     from bench.data.prepare import load_dataset
     from bench.data.recipe import available_recipes, load_recipe
     _check_data_root(data_root)
@@ -412,13 +414,16 @@ def datasets(names: Iterable[str] | str | None = None, data_root=None, raise_err
             if raise_errors:
                 raise
             why = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-            rows.append({"dataset": name, "notes": "unavailable: " + " ".join(why.split())})
+            rows.append({"dataset": name, "description": recipe.description,
+                         "notes": "unavailable: " + " ".join(why.split())})
             continue
         st = ds.stats()
         ref = f"paper: {paper['users']}/{paper['items']}/{paper['interactions']}" if paper else ""
         text = ", ".join(f"{k}: {v}" for k, v in ds.text_source.items())
+        target, everyone, signal = popularity_signal(ds)
         rows.append({"dataset": name, "users": st["users"], "items": st["items"],
                      "interactions": st["interactions"], "sequences": st["sequences"], "sparsity": st["sparsity"],
+                     "pop_target": target, "pop_all": everyone, "pop_signal": signal, "description": recipe.description,
                      "notes": "; ".join(x for x in (f"text from {text}", ref) if x)})
     return pd.DataFrame(rows, columns=["dataset", "users", "items", "interactions", "sequences", "sparsity",
-                                       "notes"])
+                                       "pop_target", "pop_all", "pop_signal", "description", "notes"])

@@ -232,12 +232,23 @@ def cmd_datasets(args) -> int:
     from tabulate import tabulate
     df = api.datasets(args.dataset, data_root=args.data_root, raise_errors=args.debug)
     missing = df["users"].isna()
-    rows = [[r.dataset, *(["-"] * 5 if gone else [int(r.users), int(r.items), int(r.interactions), int(r.sequences),
-                                                   f"{100 * r.sparsity:.2f}%"]), r.notes]
+    rows = [[r.dataset, *(["-"] * 6 if gone else [
+                int(r.users), int(r.items), int(r.interactions), int(r.sequences), f"{100 * r.sparsity:.2f}%",
+                f"{r.pop_signal:.2f} ({r.pop_target:.1f}/{r.pop_all:.1f})"]), r.notes]
             for r, gone in zip(df.itertuples(), missing)]
-    print(tabulate(rows, headers=["Dataset", "#User", "#Item", "#Interaction", "#Seq", "Sparsity", "Notes"],
-                   tablefmt="github"))
+    print(tabulate(rows, headers=["Dataset", "#User", "#Item", "#Interaction", "#Seq", "Sparsity",
+                                  "Pop. signal (test/all)", "Notes"], tablefmt="github"))
+    print("\n" + POP_SIGNAL_NOTE + "\n")
+    for r in df.itertuples():
+        if r.description:
+            print(f"- {r.dataset}: {r.description}")
     return 0
+
+
+POP_SIGNAL_NOTE = ("Pop. signal (test/all): the mean training count of the test target items / the mean training count "
+                   "of all the set's items (items without a training interaction count as 0), on the harness's "
+                   "leave-one-out split (training = all but each user's last two items, test target = the last). "
+                   "1.0: the targets are no more popular than an average item, so popularity gives no signal.")
 
 
 def cmd_methods(args) -> int:
@@ -374,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                         parents=[_dataset(what="only this dataset's cells"), _out()])
     st.set_defaults(func=cmd_status)
 
-    d = sub.add_parser("datasets", help="the paper's Table 1 columns for each recipe",
+    d = sub.add_parser("datasets", help="the paper's Table 1 columns and the popularity signal for each recipe",
+                       description=POP_SIGNAL_NOTE,
                        parents=[_dataset(what="only these recipes (comma-separated)"), _data_root()])
     d.set_defaults(func=cmd_datasets)
 

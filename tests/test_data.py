@@ -143,3 +143,21 @@ def test_amazon_recipes_match_the_shared_counts():
     small = load_dataset("beauty")
     assert 1500 < small.n_users < 2600 and 1200 < small.n_items < 2000
     assert load_dataset("sports").text_source == {"title_words": load_dataset("sports").n_items}
+
+
+def test_datasets_lists_the_popularity_signal_of_the_leave_one_out_split(tmp_path, capsys):
+    from bench import api, cli
+    # by hand (training = all but the last two, test target = the last):
+    #   u1: a b c -> train a, target c;  u2: a c d -> train a, target d;  u3: c b a -> train c, target a
+    # training counts a 2, b 0, c 1, d 0: all 4 items' mean 3/4; the targets c, d, a: (1 + 0 + 2) / 3 = 1
+    seqs = {"u1": "abc", "u2": "acd", "u3": "cba"}
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    rows += [f"{u}\t{item}\t{t}" for u, seq in seqs.items() for t, item in enumerate(seq)]
+    (tmp_path / "p.inter").write_text("\n".join(rows) + "\n")
+    recipe = tmp_path / "p.yaml"
+    recipe.write_text(f"name: p\nformat: recbole-atomic\npath: {tmp_path}\nfiles: {{inter: p.inter}}\nkcore: 1\n")
+    row = api.datasets(str(recipe)).iloc[0]
+    assert (row["items"], row.pop_target, row.pop_all) == (4, 1.0, 0.75) and row.pop_signal == pytest.approx(4 / 3)
+    assert cli.main(["datasets", "--dataset", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "Pop. signal (test/all)" in out and "| 1.33 (1.0/0.8)" in out and "count as 0" in out

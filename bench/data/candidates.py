@@ -46,6 +46,16 @@ def train_popularity(ds: SeqDataset) -> np.ndarray:
     return np.bincount(np.concatenate([s[:-2] for s in ds.seqs]), minlength=ds.n_items).astype(np.float64)
 
 
+def popularity_signal(ds: SeqDataset) -> tuple[float, float, float]:
+    """(mean training count of the test targets, mean training count of all the dataset's items, their ratio).
+    "All items" are every item of the prepared set, those without a training interaction counted as 0 (so the mean
+    is training interactions / #items). 1.0: the test targets are no more popular than an average item, so
+    popularity-based methods (pop, popularity negatives) get no signal from this split."""
+    pop = train_popularity(ds)
+    target, everyone = float(pop[targets_of(ds, "test")].mean()), float(pop.mean())
+    return target, everyone, target / everyone if everyone else float("nan")
+
+
 def max_negatives(ds: SeqDataset) -> int:
     """The most negatives every user can get: items minus the largest number of distinct items one user touched."""
     return int(ds.n_items - max(len(np.unique(s)) for s in ds.seqs))
