@@ -55,3 +55,21 @@ def test_reproduce_table_beside_the_paper(tmp_path):
     tallrec_line = next(line for line in md.splitlines() if line.startswith("| tallrec"))
     assert "NDCG@5" in tallrec_line, "the published TALLRec row breaks NDCG@5 <= HR@5"
     assert all(p.is_file() for p in paths)
+
+
+def test_reproduce_prints_the_chance_level_of_our_protocol(tmp_path):
+    import math
+    from bench.report.reproduce import side_by_side
+    fake(tmp_path, "sasrec", 0, 0.60)
+    md, df = side_by_side(tmp_path, "d", "beauty", "sampled-uniform-n99")
+    # by hand: 100 candidates, the positive's rank r uniform on 1..100, so HR@k = k/100, NDCG@k = sum_{r<=k}
+    # 1/log2(r+1) / 100, MRR = sum_r 1/r / 100, AUC 0.5
+    ndcg = {k: sum(1 / math.log2(r + 1) for r in range(1, k + 1)) / 100 for k in (1, 5, 10)}
+    hand = {"auc": 0.5, "hr@1": 0.01, "hr@5": 0.05, "hr@10": 0.10, "ndcg@1": ndcg[1], "ndcg@5": ndcg[5],
+            "ndcg@10": ndcg[10], "mrr": sum(1 / r for r in range(1, 101)) / 100}
+    row = next(line for line in md.splitlines() if line.startswith("| chance"))
+    assert [c.strip() for c in row.strip("|").split("|")][:9] == [
+        "chance (random scores, 100 candidates)", *[f"{hand[m]:.4f}" for m in df["metric"].unique()]]
+    assert "Chance level with 100 candidates: AUC 0.5, HR@10 0.1000, NDCG@10 0.0454, MRR 0.0519" in md
+    chance = df.groupby("metric")["chance"].first()
+    assert all(chance[m] == pytest.approx(v) for m, v in hand.items())

@@ -130,7 +130,8 @@ def render(lb: Leaderboard, style: str) -> str:
         legend = (f"\n\nDataset `{lb.dataset}`, protocol `{lb.protocol}`. Bold: best value; italic: best baseline"
                   + (f" (methods other than `{lb.target}`); Improvement: `{lb.target}` over the best baseline." if lb.target
                      else "; no target method chosen, so no Improvement row (use --target).")
-                  + " Mean ± std over seeds where there are several." + lb.significance_note + _chance_note(lb)
+                  + " Mean ± std over seeds where there are several." + lb.significance_note
+                  + chance_note(lb.protocol)
                   + _text_floor_note(lb)
                   + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
                      "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n")
@@ -149,8 +150,9 @@ def _text_floor_note(lb: Leaderboard) -> str:
             "must clear it to have learned anything the item text alone does not give).")
 
 
-def _chance_note(lb: Leaderboard) -> str:
-    proto = Protocol.from_tag(lb.protocol)
+def chance_note(protocol: str) -> str:
+    """One sentence: what random scores reach under a sampled protocol (tag); "" for full ranking."""
+    proto = Protocol.from_tag(protocol)
     floor = proto.chance()
     if floor is None:
         return ""

@@ -1,5 +1,6 @@
 """A paper table beside ours: for each of the paper's rows, our mean (± std over seeds) next to the published value
-and the difference. The published rows are checked against the harness's metric invariants too (several fail)."""
+and the difference, with a row for the chance level of our protocol (random scores). The published rows are checked
+against the harness's metric invariants too (several fail)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,9 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.evaluate import invariant_violations
 from bench.io import write_text
+from bench.protocol import Protocol
 from bench.report.leaderboard import build as build_leaderboard
+from bench.report.leaderboard import chance_note
 
 PAPER = Path(__file__).with_name("paper_tables.yaml")
 
@@ -31,13 +34,15 @@ def paper_methods() -> list[str]:
 def side_by_side(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, pd.DataFrame]:
     paper = paper_table(table)
     lb = build_leaderboard(root, dataset, protocol, significance=False)
+    proto = Protocol.from_tag(protocol)
+    chance = proto.chance() or {}  # random scores under our protocol: the floor both columns are read against
     rows, flat = [], []
     for method in paper.index:
         for m in paper.columns:
             ours = lb.mean.at[method, m] if method in lb.mean.index else float("nan")
             std = lb.std.at[method, m] if method in lb.std.index else float("nan")
             flat.append({"method": method, "metric": m, "ours": ours, "ours_std": std, "paper": paper.at[method, m],
-                         "diff": ours - paper.at[method, m]})
+                         "diff": ours - paper.at[method, m], "chance": chance.get(m, float("nan"))})
     df = pd.DataFrame(flat)
     for method in paper.index:
         sub = df[df["method"] == method].set_index("metric")
@@ -47,11 +52,15 @@ def side_by_side(root: Path, dataset: str, table: str, protocol: str) -> tuple[s
             cells.append("not run" if pd.isna(o) else f"{o:.4f} / {p_:.4f} ({d:+.4f})")
         bad = invariant_violations(paper.loc[method].to_dict())
         rows.append([method, *cells, "; ".join(bad) if bad else ""])
+    if chance:
+        rows.append([f"chance (random scores, {proto.n_negatives + 1} candidates)",
+                     *[f"{chance[m]:.4f}" for m in paper.columns], ""])
     md = tabulate(rows, headers=["Method", *[c.upper() for c in paper.columns], "paper row breaks"],
                   tablefmt="github", disable_numparse=True)
     md += (f"\n\nEach cell: ours / paper (ours - paper). Ours: dataset `{dataset}`, protocol `{protocol}`, mean over "
            f"seeds; paper: GANPrompt paper, table `{table}` (N negatives not stated there). The last column lists the "
-           "metric invariants the published row violates.\n")
+           "metric invariants the published row violates." + chance_note(protocol)
+           + (" The chance row is for our protocol; the paper's chance level is unknown, as is its N." if chance else "") + "\n")
     return md, df
 
 
