@@ -28,9 +28,23 @@ from bench.lm.samples import make_groups
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
 
 
+def with_slots(template: Template) -> Template:
+    """The template with <user> after the history and <item> after the candidate where it has none. Training and
+    scoring apply the same rule: the robustness suite trains every method on the plain seen template, and without
+    slots the mapper would get no gradient (stage 2 failed) and the seen variant would not be the trained prompt."""
+    text = template.text
+    if USER_SLOT not in text:
+        text = (text.replace("{purchase_history}", "{purchase_history} (user representation: " + USER_SLOT + ")", 1)
+                if "{purchase_history}" in text else f"user representation: {USER_SLOT}.\n{text}")
+    if ITEM_SLOT not in text:
+        text = text.replace("{target_item}", "{target_item} " + ITEM_SLOT, 1)
+    return dataclasses.replace(template, text=text)
+
+
 @dataclass
 class CoLLMParams(LMParams):
-    template: str = field(default="collm-0", metadata={"help": "template with <user> and <item> placeholders",
+    template: str = field(default="collm-0", metadata={"help": "template; <user> and <item> slots are added where "
+                                                               "it has none",
                                                        "choices": template_ids})
     cf_epochs: int = field(default=50, metadata={"help": "BPR-MF training epochs (early-stopped on validation)"})
     cf_embedding_size: int = field(default=64, metadata={"help": "BPR-MF embedding size"})
@@ -90,17 +104,14 @@ class CoLLM(LoRAYesNo):
         return self.mapper_(table[idx])
 
     def set_prompt(self, template: Template, style: dict | None = None) -> None:
-        """Score with another template (robustness suite): the collaborative slots are added to it if it has none."""
-        text = template.text
-        if USER_SLOT not in text:
-            text = text.replace("{purchase_history}", "{purchase_history} (user representation: " + USER_SLOT + ")", 1)
-        if ITEM_SLOT not in text:
-            text = text.replace("{target_item}", "{target_item} " + ITEM_SLOT, 1)
-        super().set_prompt(dataclasses.replace(template, text=text), style)
+        """Score with another template (robustness suite), its collaborative slots added as in training."""
+        super().set_prompt(with_slots(template), style)
 
     # ---- fit ----
     def _setup(self, data) -> None:
         super()._setup(data)
+        self.template_ = with_slots(self.template_)  # collm-0 has both slots; any other template gets them
+        self.engine_.builder = self._builder()
         p = self.params
         h_lm = self.model_.get_input_embeddings().weight.shape[1]
         self.mapper_ = nn.Sequential(nn.Linear(p.cf_embedding_size, p.mlp_hidden), nn.GELU(),

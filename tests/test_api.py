@@ -62,7 +62,7 @@ def parse(*argv):
 
 def test_parent_parsers_declare_shared_options_once_and_keep_per_command_defaults():
     assert parse("run").negatives == 99 and parse("reproduce", "--table", "beauty").negatives is None
-    assert parse("run").methods == "random,pop,sasrec" and parse("robustness").methods == "ganprompt,tallrec"
+    assert parse("run").methods == "random,pop,sasrec" and parse("robustness").methods == "ganprompt,tallrec,collm"
     for argv in (["run"], ["status"], ["leaderboard", "--dataset", "x"], ["significance", "--dataset", "x"]):
         assert parse(*argv, "--out", "elsewhere").out == "elsewhere"
     for argv in (["run"], ["reproduce", "--table", "toys"], ["compare-protocols"]):

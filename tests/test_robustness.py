@@ -1,4 +1,6 @@
 """Robustness suite: deterministic perturbations that never touch titles or answers; the runner and report."""
+import re
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,165 @@ def test_drop_test_finds_the_method_that_loses_less_and_not_a_copy(tmp_path):
         1 - np.mean([stored[("t", v)].mean() for v in ("unseen-1", "unseen-2")]) / stored[("t", "seen-0")].mean())
     same = _drop_tests(_pooled(per_user, "mrr"), levels, ("g", "c"), "seen-0")
     assert (same["verdict"] == "n.s.").all() and (same["pdr_diff"] == 0).all()
+
+
+# ---- issue #13: chance-adjusted PDR, drop tests above chance only, CoLLM with slots, own templates, scale ----
+def _fake_cells(root, tag, ranks: dict, n_candidates=20, dataset="ml-tiny"):
+    """ranks: {(method, variant, level): per-user 0-based ranks of the positive} -> robustness cells (result.json and
+    compact per-user file) that build() reads."""
+    from bench.evaluate import per_user_from_ranks, summarise
+    from bench.io import write_json
+    from bench.results import write_compact
+    for (m, v, level), rank in ranks.items():
+        folder = root / dataset / "robustness" / tag / m / "h" / "seed0" / v
+        n = len(rank)
+        rank = np.asarray(rank, dtype=np.int64)
+        n_neg = np.full(n, n_candidates - 1)
+        gauc = 1 - rank / (n_candidates - 1)
+        write_compact(folder / "per_user.csv.gz", np.arange(n).astype(str), rank, n_neg, gauc)
+        write_json(folder / "result.json", {"method": {"name": m, "params_hash": "h"}, "seed": 0,
+                                            "protocol": {"prompt": {"variant": v, "level": level}},
+                                            "metrics": summarise(per_user_from_ranks(rank, n_neg, gauc), 0.5)})
+
+
+def _two_methods(tmp_path, n=300):
+    """`good` ranks the positive near the top under the seen template and drops under the unseen ones; `flat` ranks
+    it uniformly at random under every template: at chance, it has nothing to lose."""
+    rng = np.random.default_rng(0)
+    tag = "sampled-uniform-n19-u300"
+    ranks = {}
+    for v, level in (("seen-0", "seen"), ("unseen-1", "template"), ("unseen-2", "template"),
+                     ("seen-0+typo", "character")):
+        ranks[("good", v, level)] = rng.integers(0, 4 if level == "seen" else 10, n)
+        ranks[("flat", v, level)] = rng.integers(0, 20, n)
+    _fake_cells(tmp_path, tag, ranks)
+    return tag
+
+
+def test_chance_adjusted_pdr_beside_the_plain_ratio_and_na_at_chance(tmp_path):
+    from bench.evaluate import chance_metrics
+    tag = _two_methods(tmp_path)
+    rep = build(tmp_path, "ml-tiny", tag, "ndcg@10")
+    floor = chance_metrics(20)["ndcg@10"]
+    seen = rep.values.at["seen-0", "good"]
+    unseen = rep.values.loc[["unseen-1", "unseen-2"], "good"]
+    s = rep.summary.loc["good"]
+    assert s["unseen templates PDR mean"] == pytest.approx((1 - unseen / seen).mean())
+    assert s["unseen templates cPDR mean"] == pytest.approx(((seen - unseen) / (seen - floor)).mean())
+    assert s["unseen templates cPDR worst"] == pytest.approx((seen - unseen.min()) / (seen - floor))
+    # the chance-level method: its plain PDR is near 0 (it looks robust), its cPDR is undefined, with the reason
+    assert abs(rep.summary.at["flat", "unseen templates PDR mean"]) < 0.2
+    assert np.isnan(rep.summary.at["flat", "unseen templates cPDR mean"])
+    assert rep.chance_checks.at["flat", "cpdr_reason"].startswith("cPDR n/a: seen ndcg@10")
+    assert rep.chance_checks.at["good", "cpdr_reason"] is None
+    text = rep.markdown()
+    assert "| flat " in text and "n/a" in text.split("| flat ")[1].splitlines()[0]
+    assert "flat: cPDR n/a: seen ndcg@10" in text and "not clearly above chance" in text
+    # the chance level follows the candidate count: HR@10 of 20 candidates is 10/20 and a method at it is n/a too
+    hr = build(tmp_path, "ml-tiny", tag, "hr@10")
+    assert hr.chance_checks.at["good", "chance"] == pytest.approx(0.5) and hr.chance_checks.at["flat", "cpdr_reason"]
+
+
+def test_drop_tests_run_only_above_chance_and_say_why_not(tmp_path):
+    from bench.report.robustness import above_chance_p, margin_p
+    rng = np.random.default_rng(1)
+    assert above_chance_p(1 - rng.integers(0, 20, 300) / 19) >= 0.05   # random ranks: at chance
+    assert above_chance_p(1 - rng.integers(0, 8, 300) / 19) < 0.05      # ranked high: above
+    assert above_chance_p(np.full(10, 0.5)) == 1.0 and margin_p(np.full(10, 0.3), 0.2) == 0.0
+    tag = _two_methods(tmp_path)
+    rep = build(tmp_path, "ml-tiny", tag, "ndcg@10", pair=("good", "flat"))
+    assert rep.chance_checks.at["good", "gauc_p"] < 0.05 and rep.chance_checks.at["flat", "gauc_p"] >= 0.05
+    assert set(rep.method_drops["method"]) == {"good"}
+    assert (rep.method_drops["verdict"] == "drops").all() and (rep.method_drops["ci_low"] > 0).all()
+    assert rep.drop_tests is None and rep.tests is not None   # the level comparison per variant still runs
+    text = rep.markdown()
+    assert "Drop tests skipped for flat: the seen-template GAUC is not significantly above chance" in text
+    assert "Drop test good vs flat skipped: flat not above chance" in text
+    assert "flat: seen GAUC" in text and "Wilcoxon p =" in text
+    paths = write(rep, tmp_path)
+    assert any(p.name.endswith("-chance.csv") for p in paths) and any("method-drop" in p.name for p in paths)
+    # both above chance: the pair's drop test runs
+    _fake_cells(tmp_path, tag, {("good2", v, lv): np.random.default_rng(2).integers(0, 4 if lv == "seen" else 6, 300)
+                                for v, lv in (("seen-0", "seen"), ("unseen-1", "template"), ("unseen-2", "template"),
+                                              ("seen-0+typo", "character"))})
+    both = build(tmp_path, "ml-tiny", tag, "ndcg@10", pair=("good", "good2"))
+    assert both.drop_tests is not None and len(both.drop_tests) == 2 and not any("good2" in s for s in both.skipped)
+
+
+def test_collm_trains_on_the_slot_bearing_seen_template_and_scores_the_same_prompt(tiny_ds):
+    from bench.data.candidates import draw
+    from bench.data.view import FitData
+    from bench.method import get_method
+    from methods.collm import ITEM_SLOT, USER_SLOT, with_slots
+    from tests.tiny_lm import TINY_LM
+    seen = get_template("seen-0")
+    slotted = with_slots(seen)
+    assert USER_SLOT in slotted.text and ITEM_SLOT in slotted.text and with_slots(slotted) == slotted
+    assert with_slots(get_template("collm-0")) == get_template("collm-0")   # its own template keeps its wording
+    data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
+    # what the robustness suite asks for: template = the seen template (no slots). Before, stage 2 failed ("does not
+    # require grad"): no slot, so no gradient reached the mapper
+    m = get_method("collm")(**{**TINY_LM, "cf_epochs": 2, "cf_embedding_size": 8, "mlp_hidden": 16, "max_length": 96,
+                               "template": "seen-0", "valid_users": 0, "train_groups": 4, "epochs": 1,
+                               "stage2_epochs": 1})
+    m.fit(data)
+    assert m.template_.text == slotted.text
+    assert m.mapper_[-1].weight.abs().max().item() > 0, "the mapper trained: its zero start moved"
+    trained = m.template_
+    m.set_prompt(seen)   # the suite's seen variant is exactly the training prompt
+    assert m.template_ == trained
+
+
+def test_collm_is_in_the_suite_by_default_at_300_users_x_20_candidates():
+    import inspect
+    from bench import api
+    from bench.cli import build_parser
+    args = build_parser().parse_args(["robustness"])
+    assert "collm" in args.methods.split(",") and args.users >= 300 and args.negatives + 1 >= 20
+    sig = inspect.signature(api.robustness).parameters
+    assert "collm" in sig["methods"].default and sig["users"].default >= 300 and sig["negatives"].default >= 19
+    lowered = build_parser().parse_args(["robustness", "--users", "8", "--negatives", "4"])
+    assert (lowered.users, lowered.negatives) == (8, 4)
+
+
+def test_own_templates_join_the_bank_and_bad_files_fail_in_one_line(tmp_path, monkeypatch, capsys):
+    import yaml
+    from bench import cli
+    from bench.errors import BenchError
+    from bench.lm import prompts
+    from bench.lm.perturb import add_held_out
+    monkeypatch.setattr(prompts, "_PLUGIN_FILES", [])   # registered for this test only
+    good = tmp_path / "mine.yaml"
+    entry = {"id": "mine-1", "kind": "recommendation", "tag": "unseen", "answer_cue": "\nanswer:",
+             "text": "History: {purchase_history}\nNext: {target_item}?"}
+    good.write_text(yaml.safe_dump([entry]))
+    before = {v.id for v in variants()}
+    assert add_held_out(good) == ["mine-1"]
+    got = {v.id: v for v in variants()}
+    assert set(got) - before == {"mine-1"} and got["mine-1"].level == "template"
+    bad = {
+        "missing.yaml": (None, "cannot read the template file"),
+        "broken.yaml": ("- id: x\n  text: [unclosed\n", "not valid YAML at line"),
+        "notalist.yaml": ("id: x\n", "expected a list of templates"),
+        "nokind.yaml": ([{k: v for k, v in entry.items() if k != "kind"} | {"id": "a"}], "template a lacks kind"),
+        "extra.yaml": ([entry | {"id": "b", "colour": "red"}], "unknown key(s) colour"),
+        "seen.yaml": ([entry | {"id": "c", "tag": "seen"}], "tag is 'seen', not 'unseen'"),
+        "typo.yaml": ([entry | {"id": "d", "text": "{purchase_histroy} {target_item}"}], "no {purchase_history}"),
+        "unknown.yaml": ([entry | {"id": "e", "text": "{purchase_history} {target_item} {price}"}],
+                         "unknown placeholder(s) {price}"),
+        "clash.yaml": ([entry | {"id": "unseen-3"}], "unseen-3 already exist"),
+        "empty.yaml": ([], "no templates in the file"),
+    }
+    for name, (content, problem) in bad.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        with pytest.raises(BenchError, match=re.escape(problem)) as err:
+            add_held_out(path)
+        assert str(path.resolve() if name == "clash.yaml" else path) in str(err.value) and "\n" not in str(err.value)
+    # through the command line: one line naming the file, before any work
+    assert cli.main(["robustness", "--dataset", "ml-100k", "--methods", "tallrec",
+                     "--templates", str(tmp_path / "seen.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0
+    assert str(tmp_path / "seen.yaml") in err and "tag is 'seen'" in err

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import string
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.lm.prompts import PromptStyle, Template, get_template, templates
+from bench.lm.prompts import PromptStyle, Template, get_template, register_templates, templates
 
 PLACEHOLDER = re.compile(r"(\{[a-z_]+\})")
 SYNONYMS = {
@@ -101,6 +102,33 @@ def perturb(template: Template, kind: str, seed: int = 0) -> Template:
 LEVELS = {"typo": "character", "charswap": "character", "worddelete": "word", "synonym": "word",
           "append": "sentence", "prepend": "sentence"}
 FORMATS = {"sep-pipe": {"separator": " | "}, "numbered": {"numbered": True}, "short-titles": {"title_words": 4}}
+
+
+HELD_OUT_FIELDS = ("user_entity", "purchase_history", "title_seq", "dataset_item", "target_item")
+
+
+def add_held_out(path) -> list[str]:
+    """`bench.py robustness --templates FILE`: a user's held-out templates (templates.yaml's format) join the bank of
+    unseen templates, registered as a plugin's are. Each must be usable as one: a recommendation template tagged
+    unseen that shows the history and the candidate and names no other placeholder (a typo would fail mid-run)."""
+    found = templates(path)
+    if not found:
+        raise BenchError(f"{path}: no templates in the file")
+    for t in found.values():  # checked before registering, so a bad file leaves the bank as it was
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(t.text) if f is not None}
+        except ValueError as exc:
+            raise BenchError(f"{path}: template {t.id}: {exc} (write a literal brace as {{{{ or }}}})") from None
+        problem = (f"kind is {t.kind!r}, not 'recommendation'" if t.kind != "recommendation" else
+                   f"tag is {t.tag!r}, not 'unseen'" if t.tag != "unseen" else
+                   "no {purchase_history}" if "purchase_history" not in fields else
+                   "no {target_item}" if "target_item" not in fields else
+                   f"unknown placeholder(s) {', '.join(sorted('{' + f + '}' for f in fields - set(HELD_OUT_FIELDS)))}"
+                   f"; valid: {', '.join('{' + f + '}' for f in HELD_OUT_FIELDS)}"
+                   if fields - set(HELD_OUT_FIELDS) else None)
+        if problem:
+            raise BenchError(f"{path}: template {t.id} cannot be a held-out template: {problem}")
+    return register_templates(path)
 
 
 def variants(seen: str = "seen-0", seed: int = 0, include: str = "all") -> list[Variant]:

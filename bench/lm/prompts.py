@@ -1,6 +1,7 @@
 """The prompt layer: templates (data, bench/lm/templates.yaml) filled from the harness's data."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,16 +32,46 @@ class Template:
         return head, tail
 
 
+TAGS = ("seen", "unseen")
+_KEYS = {f.name for f in dataclasses.fields(Template)}
+_REQUIRED = ("id", "kind", "tag", "text")
+
+
 @lru_cache(maxsize=None)
 def _load(path: str) -> dict[str, Template]:
-    raw = yaml.safe_load(Path(path).read_text())
+    """A template file's templates; a bad file fails with one line naming it and the problem."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read the template file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BenchError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise BenchError(f"{path}: expected a list of templates (mappings with {', '.join(_REQUIRED)})")
     out = {}
-    for entry in raw:
+    for n, entry in enumerate(raw, 1):
+        name = entry.get("id", f"#{n}")
+        missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry[k]]
+        if missing:
+            raise BenchError(f"{path}: template {name} lacks {', '.join(missing)} (a non-empty string each)")
+        unknown = sorted(set(entry) - _KEYS)
+        if unknown:
+            raise BenchError(f"{path}: template {name} has unknown key(s) {', '.join(unknown)}; valid: "
+                             f"{', '.join(sorted(_KEYS))}")
         if "answers" in entry:
+            if not (isinstance(entry["answers"], list) and len(entry["answers"]) == 2
+                    and all(isinstance(a, str) and a.strip() for a in entry["answers"])):
+                raise BenchError(f"{path}: template {name} answers must be two words, e.g. [\" yes\", \" no\"]")
             entry["answers"] = tuple(entry["answers"])
         t = Template(**entry)
         if t.kind not in KINDS:
             raise BenchError(f"{path}: template {t.id} has kind {t.kind!r}; valid: {', '.join(KINDS)}")
+        if t.tag not in TAGS:
+            raise BenchError(f"{path}: template {t.id} has tag {t.tag!r}; valid: {', '.join(TAGS)}")
         if t.id in out:
             raise BenchError(f"{path}: template id {t.id} appears twice")
         out[t.id] = t
