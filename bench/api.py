@@ -377,14 +377,18 @@ def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", s
     from bench.data.prepare import load_dataset
     from bench.data.view import FitData
     from bench.method import get_method
+    from bench.results import check_publishable, git_state
     from methods.ganprompt.diversity import check_method, run as run_diversity
     _check_data_root(data_root)
+    root = Path(out if out is not None else default_out())
+    git = git_state()  # provenance of the code that runs, taken before any work
+    check_publishable(git, root)
     m = get_method(method).from_profile(profile, **parse_overrides(overrides, [method])[method])
     check_method(m)  # before the data is loaded
     ds = load_dataset(dataset, data_root=data_root)
     data = FitData.from_dataset(ds, seed=seed, log=log)
-    folder = Path(out if out is not None else default_out()) / ds.name / "diversity" / f"{method}-{profile}-seed{seed}"
-    return {**run_diversity(data, m, folder, n_eval=samples), "folder": folder}
+    folder = root / ds.name / "diversity" / f"{method}-{profile}-seed{seed}"
+    return {**run_diversity(data, m, folder, n_eval=samples, git=git), "folder": folder}
 
 
 def check_method(name: str, overrides=None, profile: str | None = "quick",

@@ -197,7 +197,24 @@ def test_diversity_analysis_writes_png_and_table(data, tmp_path):
         assert -1 <= st["silhouette_by_class"] <= 1 and st["mean_pairwise_cosine_distance"] >= 0
         assert st["mean_js_divergence"] >= 0
     assert out["stats"]["before"] != out["stats"]["after"]
-    assert "silhouette_by_class" in (tmp_path / "diversity.md").read_text()
+    md = (tmp_path / "diversity.md").read_text()
+    assert "silhouette_by_class" in md
+    # RQ2 reads the spread beside D's accuracy curve: every stage-1 step's accuracy is in the report and the json
+    import json
+    info = json.loads((tmp_path / "diversity.json").read_text())
+    acc = [e["d_acc"] for e in info["stage1"]["log"]]
+    assert acc and "Discriminator accuracy per stage-1 step" in md
+    assert ", ".join(f"{a:.3f}" for a in acc) in md
+    assert set(info["environment"]["git"]) == {"commit", "dirty", "diff_sha256"}
+
+
+def test_diversity_analysis_refuses_to_publish_from_a_dirty_tree(monkeypatch, tmp_path):
+    import bench.api as api
+    import bench.results as results
+    from bench.errors import BenchError
+    monkeypatch.setattr(results, "git_state", lambda: {"commit": "abc", "dirty": True, "diff_sha256": "x"})
+    with pytest.raises(BenchError, match="refusing to publish"):
+        api.diversity("ml-100k", out=results.published_root())
 
 
 def test_alignment_targets_are_the_lm_embeddings_of_the_same_characters(data):

@@ -62,10 +62,22 @@ def check_method(method) -> None:
                           "diversity encoder and attributes (backbone encoder+causal or t5, use_attributes on)")
 
 
-def run(data, method: GANPrompt, out_dir: Path, n_eval: int = 60) -> dict:
-    """`method`: an unfitted GANPrompt whose stages 0-1 are trained here."""
+def d_accuracy_line(stage1: dict) -> str:
+    """Stage 1's discriminator accuracy per step (measured on each new batch before D learns from it) against chance:
+    the evidence that the variants the diversity term spreads are also told apart."""
+    acc = [e["d_acc"] for e in stage1.get("log", []) if "d_acc" in e]
+    if not acc:
+        return "No discriminator in this configuration (no D accuracy curve)."
+    return (f"Discriminator accuracy per stage-1 step (chance 1/(K+1) = {stage1.get('d_chance', float('nan')):.3f}): "
+            + ", ".join(f"{a:.3f}" for a in acc) + ".")
+
+
+def run(data, method: GANPrompt, out_dir: Path, n_eval: int = 60, git: dict | None = None) -> dict:
+    """`method`: an unfitted GANPrompt whose stages 0-1 are trained here. `git`: the provenance taken when the run
+    started (bench.results.git_state), recorded with the report."""
     import numpy.random as npr
     from bench.lm.samples import make_groups
+    from bench.results import environment
     check_method(method)
     method.fit_diversity_encoder(data)
     if not method.attributes_:
@@ -85,13 +97,16 @@ def run(data, method: GANPrompt, out_dir: Path, n_eval: int = 60) -> dict:
                   floatfmt=".4f")
     md += (f"\n\nDataset `{data.name}`, {len(evals)} samples x {k1} variants (attributes: "
            f"{', '.join(method.attributes_)}). Silhouette by class (cosine); mean pairwise cosine distance and JS "
-           f"divergence (softmax temperature {method.params.js_temperature}) among each sample's variants.\n")
+           f"divergence (softmax temperature {method.params.js_temperature}) among each sample's variants. "
+           + d_accuracy_line(method.fit_info_.get("stage1", {})) + "\n")
     write_text(out_dir / "diversity.md", md)
     write_text(out_dir / "diversity.csv", table.to_csv(index_label="encoder"))
     stage1 = method.fit_info_.get("stage1", {})
     write_json(out_dir / "diversity.json", {"dataset": data.name, "fingerprint": data.fingerprint, "seed": data.seed,
                                             "params": method.get_params(), "attributes": method.attributes_,
                                             "n_samples": len(evals), "stats": stats,
-                                            "stage1_last": (stage1.get("log") or [{}])[-1],
-                                            "timings_s": method.fit_info_["timings_s"]})
+                                            "stage1": method.fit_info_.get("stage1", {}),
+                                            "alignment": method.fit_info_.get("alignment"),
+                                            "timings_s": method.fit_info_["timings_s"],
+                                            "environment": environment(str(method.device_), git=git)})
     return {"stats": stats, "markdown": md, "png": out_dir / "diversity-tsne.png"}
