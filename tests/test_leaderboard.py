@@ -7,11 +7,22 @@ from bench.report.leaderboard import build, render, to_csv, write
 METRICS = ("auc", "gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10", "mrr")
 
 
-def fake(root, method, seed, hr10, kind="baseline"):
+def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None):
     m = {k: 0.1 for k in METRICS} | {"hr@10": hr10, "auc": 0.5 + hr10 / 2}
     folder = root / "d" / "sampled-uniform-n99" / method / "abcd1234" / f"seed{seed}"
-    write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": "abcd1234"},
-                                        "seed": seed, "metrics": m, "dataset": {"fingerprint": "f"}})
+    write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": "abcd1234",
+                                                   "profile": "quick", "params": params or {}},
+                                        "seed": seed, "metrics": m, "dataset": {"fingerprint": "f"},
+                                        "timings": {"fit_s": fit_s}})
+
+
+def test_caption_states_each_methods_training_budget(tmp_path):
+    fake(tmp_path, "pop", 0, 0.30)
+    fake(tmp_path, "sasrec", 0, 0.40, params={"epochs": 7, "learning_rate": 1e-3, "max_minutes": 10}, fit_s=100.0)
+    fake(tmp_path, "sasrec", 1, 0.44, params={"epochs": 7, "learning_rate": 1e-3, "max_minutes": 10}, fit_s=140.0)
+    md = render(build(tmp_path, "d"), "md")
+    assert "- `sasrec`: profile quick: epochs 7, max_minutes 10; fit 120 s" in md
+    assert "- `pop`: profile quick\n" in md, "no budget parameters and no fit time: the profile alone"
 
 
 def test_table_marks_best_and_improvement(tmp_path):

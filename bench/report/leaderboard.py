@@ -34,6 +34,7 @@ class Leaderboard:
     marks: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> label -> "†"
     significance_note: str = ""
     budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
+    budgets: dict = field(default_factory=dict)       # label -> what bounded its training (profile, counts, fit time)
     written: list = field(default_factory=list)       # the files bench.api.leaderboard wrote
 
     @property
@@ -60,6 +61,8 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
         m = res["method"]
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
+                     "budget": budget_text(m.get("profile"), m.get("params") or {}),
+                     "fit_s": (res.get("timings") or {}).get("fit_s"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
     if not rows:
         raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
@@ -83,8 +86,11 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     for m in METRIC_KEYS:
         col = mean[m].drop(index=[target] if target else []).dropna()
         best_baseline[m] = col.idxmax() if len(col) else None
+    fit_s = pd.to_numeric(df["fit_s"], errors="coerce").groupby(df["label"]).mean()
+    budgets = {lab: df.loc[df["label"] == lab, "budget"].iloc[0]
+               + (f"; fit {fit_s[lab]:.0f} s" if pd.notna(fit_s.get(lab)) and fit_s[lab] >= 1 else "") for lab in order}
     lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
-                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]))
+                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]), budgets=budgets)
     if significance and len(mean) > 1:
         _add_marks(lb, root)
     return lb
@@ -134,12 +140,32 @@ def render(lb: Leaderboard, style: str) -> str:
                   + chance_note(lb.protocol)
                   + _text_floor_note(lb)
                   + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
-                     "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n")
+                     "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n"
+                  + _budget_note(lb))
         return table + legend
     return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
 
 
 TEXT_READERS = ("llm", "proposed", "control")
+# the parameters that bound how much a method trains, in the order a reader looks for them
+BUDGET_KEYS = ("epochs", "pretrain_epochs", "cf_epochs", "stage1_epochs", "stage2_epochs", "train_groups",
+               "negatives", "align_steps", "train_samples", "max_minutes")
+
+
+def budget_text(profile: str | None, params: dict) -> str:
+    """What bounded a cell's training, from its recorded params: the profile and the budget parameters it has."""
+    parts = [f"{k} {params[k]}" for k in BUDGET_KEYS if params.get(k) is not None]
+    head = f"profile {profile}" if profile else "no profile"
+    return head + (": " + ", ".join(parts) if parts else "")
+
+
+def _budget_note(lb: Leaderboard) -> str:
+    """The caption's training budgets (issue: a table says what each row was allowed to train), one line each;
+    max_minutes is the wall-clock safety stop, fit the mean fit time over seeds on the machine that ran it."""
+    if not lb.budgets:
+        return ""
+    return ("\nTraining budgets (recorded params; max_minutes = wall-clock safety stop; fit = mean fit time over "
+            "seeds):\n\n" + "".join(f"- `{lab}`: {text}\n" for lab, text in lb.budgets.items()))
 
 
 def _text_floor_note(lb: Leaderboard) -> str:
