@@ -230,13 +230,14 @@ def leaderboard(dataset: str, protocol: str = "sampled-uniform-n99", target: str
 
 def significance(dataset: str, protocol: str = "sampled-uniform-n99", metric: str = "ndcg@10",
                  reference: str | None = None, all_pairs: bool = False, test: str = "wilcoxon", alpha: float = 0.05,
-                 out=None, write: bool = True):
+                 out=None, write: bool = True, methods=None):
     """`bench.py significance` for one metric: paired tests on the stored per-user values
     (bench.report.significance.SignificanceReport; `.rows` is a DataFrame, `.written` the files)."""
     from bench.report.significance import compare
     root = Path(out if out is not None else default_out())
     report = compare(root, _dataset_name(dataset), Protocol.from_tag(protocol).tag, metric, reference=reference,
-                     all_pairs=all_pairs, alpha=alpha, test=test)
+                     all_pairs=all_pairs, alpha=alpha, test=test,
+                     methods=_names(methods, "--methods") if methods else None)
     if write:
         report.written = report.write(root)
     return report

@@ -170,7 +170,8 @@ def cmd_significance(args) -> int:
     paths = []
     for metric in api._names(args.metric, "--metric"):
         report = api.significance(args.dataset, args.protocol, metric, reference=args.reference,
-                                  all_pairs=args.all_pairs, test=args.test, alpha=args.alpha, out=args.out)
+                                  all_pairs=args.all_pairs, test=args.test, alpha=args.alpha, out=args.out,
+                                  methods=args.methods)
         print(report.to_markdown())
         paths += report.written
     _written(paths)
@@ -419,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--metric", default="ndcg@10,hr@10,mrr", help="metric(s), comma-separated")
     sg.add_argument("--reference", default=None, help="compare every method with this one instead of the best baseline")
     sg.add_argument("--all-pairs", action="store_true", help="compare every pair of methods")
+    sg.add_argument("--methods", default=None,
+                    help="test only these methods (comma-separated; with --reference, e.g. the ablations against the "
+                         "full method), so Holm corrects over that family alone; written to its own file")
     sg.add_argument("--test", default="wilcoxon", help="test whose p-values are Holm-corrected: wilcoxon or ttest")
     sg.add_argument("--alpha", type=float, default=0.05)
     sg.set_defaults(func=cmd_significance)

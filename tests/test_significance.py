@@ -121,3 +121,22 @@ def test_errors_are_one_line(tmp_path):
         compare(tmp_path, "d", metric="recall@10")
     with pytest.raises(BenchError, match="unknown test"):
         compare(tmp_path, "d", test="anova")
+
+
+def test_a_methods_subset_is_its_own_holm_family_and_file(tmp_path):
+    """An ablation table: each ablation against the full method, Holm over those comparisons alone."""
+    fake(tmp_path, "full", 0, noisy(0, 0.05, n=300), kind="proposed")
+    fake(tmp_path, "abl-a", 0, noisy(1, 0.0, n=300), kind="proposed")
+    fake(tmp_path, "abl-b", 0, noisy(2, 0.05, n=300), kind="proposed")
+    fake(tmp_path, "other", 0, noisy(3, 0.3, n=300))
+    every = compare(tmp_path, "d", PROTO, "ndcg@10", reference="full", n_boot=50)
+    sub = compare(tmp_path, "d", PROTO, "ndcg@10", reference="full", n_boot=50, methods=["abl-a", "abl-b"])
+    assert set(every.rows["method"]) == {"abl-a", "abl-b", "other"} and set(sub.rows["method"]) == {"abl-a", "abl-b"}
+    # Holm over 2 comparisons instead of 3: the smallest p is multiplied by 2, not 3
+    p_min = sub.rows["wilcoxon_p"].min()
+    assert sub.rows["holm_p"].min() == pytest.approx(min(1.0, 2 * p_min))
+    assert every.rows.set_index("method").at["abl-a", "holm_p"] >= sub.rows.set_index("method").at["abl-a", "holm_p"]
+    a, b = every.write(tmp_path / "out"), sub.write(tmp_path / "out")
+    assert not set(a) & set(b), "the subset's report never overwrites the full comparison's"
+    with pytest.raises(BenchError, match="--methods nope: no result"):
+        compare(tmp_path, "d", PROTO, "ndcg@10", reference="full", methods=["nope"])

@@ -10,6 +10,7 @@ Pooled AUC has no per-user value, so GAUC (the per-user AUC) stands in for it.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import warnings
 from dataclasses import dataclass, field
@@ -211,12 +212,22 @@ class SignificanceReport:
 
 def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metric: str = "ndcg@10",
             reference: str | None = None, all_pairs: bool = False, alpha: float = 0.05,
-            test: str = "wilcoxon", n_boot: int = 2000, seed: int = 0) -> SignificanceReport:
-    """Every method vs the best baseline (or vs `reference`, or every pair), Holm-corrected."""
+            test: str = "wilcoxon", n_boot: int = 2000, seed: int = 0,
+            methods: list[str] | None = None) -> SignificanceReport:
+    """Every method vs the best baseline (or vs `reference`, or every pair), Holm-corrected. `methods`: only these
+    (labels or method names) are tested, besides the reference, so Holm corrects over that family alone (e.g. an
+    ablation table: each ablation against the full method)."""
     if test not in TESTS:
         raise BenchError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
     key = _tested_metric(metric)
     per_user, kinds = _load(root, dataset, protocol_tag, metric)
+    if methods:
+        keep = {lab for lab in per_user if lab in methods or lab.split("[")[0] in methods or lab == reference}
+        missing = [m for m in methods if not any(lab == m or lab.split("[")[0] == m for lab in per_user)]
+        if missing:
+            raise BenchError(f"--methods {', '.join(missing)}: no result for {dataset}/{protocol_tag}; "
+                             f"has: {', '.join(sorted(per_user))}")
+        per_user = {lab: v for lab, v in per_user.items() if lab in keep}
     labels = sorted(per_user, key=lambda lab: (KIND_ORDER.get(kinds[lab], 9), lab))
     pooled = {lab: pool_seeds(lab, per_user[lab]) for lab in labels}
     seed_means = {lab: pd.Series({s: v.mean() for s, (_, v) in per_user[lab].items()}) for lab in labels}
@@ -256,5 +267,7 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     sig = df["holm_p"] < alpha
     df["verdict"] = np.where(sig & (df["diff"] > 0), "better", np.where(sig & (df["diff"] < 0), "worse", "n.s."))
     comparison = "all-pairs" if all_pairs else (f"vs-{reference}" if reference is not None else "best-baseline")
+    if methods:  # a subset is another report: its own file, never the full comparison's
+        comparison += f"-subset-{hashlib.sha1(','.join(sorted(labels)).encode()).hexdigest()[:8]}"
     return SignificanceReport(dataset, protocol_tag, key, metric, test, alpha, df[list(SignificanceReport.COLUMNS)],
                               comparison)
