@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.errors import BenchError
-from bench.lm.prompts import PromptStyle, Template, get_template, register_templates, templates
+from bench.lm.prompts import PromptStyle, Template, get_template, register_templates, template_fields, templates
 
 PLACEHOLDER = re.compile(r"(\{[a-z_]+\})")
 SYNONYMS = {
@@ -104,7 +104,8 @@ LEVELS = {"typo": "character", "charswap": "character", "worddelete": "word", "s
 FORMATS = {"sep-pipe": {"separator": " | "}, "numbered": {"numbered": True}, "short-titles": {"title_words": 4}}
 
 
-HELD_OUT_FIELDS = ("user_entity", "purchase_history", "title_seq", "dataset_item", "target_item")
+# what fill() supplies, less {attribute}: only GANPrompt's attribute variants fill that one
+HELD_OUT_FIELDS = tuple(f for f in template_fields() if f != "attribute")
 
 
 def add_held_out(path) -> list[str]:

@@ -145,6 +145,11 @@ def _values(style: PromptStyle, history_titles: list[str], target: str | None, c
             "attribute": attribute if attribute is not None else "{attribute}"}
 
 
+def template_fields() -> tuple[str, ...]:
+    """The placeholders fill() supplies, in its order: the names a template may use."""
+    return tuple(_values(PromptStyle(), [], None, "", None))
+
+
 def fill(template: Template, style: PromptStyle, history_titles: list[str], target: str | None = None,
          category: str = "items", attribute: str | None = None) -> str:
     return template.text.format(**_values(style, history_titles, target, category, attribute))

@@ -86,9 +86,9 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     for m in METRIC_KEYS:
         col = mean[m].drop(index=[target] if target else []).dropna()
         best_baseline[m] = col.idxmax() if len(col) else None
+    budget = df.groupby("label")["budget"].first()
     fit_s = pd.to_numeric(df["fit_s"], errors="coerce").groupby(df["label"]).mean()
-    budgets = {lab: df.loc[df["label"] == lab, "budget"].iloc[0]
-               + (f"; fit {fit_s[lab]:.0f} s" if pd.notna(fit_s.get(lab)) and fit_s[lab] >= 1 else "") for lab in order}
+    budgets = {lab: budget[lab] + (f"; fit {fit_s[lab]:.0f} s" if fit_s[lab] >= 1 else "") for lab in order}
     lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
                      budget_stopped=set(df.loc[df["budget_stopped"], "label"]), budgets=budgets)
     if significance and len(mean) > 1:

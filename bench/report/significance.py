@@ -221,13 +221,13 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
         raise BenchError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
     key = _tested_metric(metric)
     per_user, kinds = _load(root, dataset, protocol_tag, metric)
-    if methods:
-        keep = {lab for lab in per_user if lab in methods or lab.split("[")[0] in methods or lab == reference}
-        missing = [m for m in methods if not any(lab == m or lab.split("[")[0] == m for lab in per_user)]
+    if methods:  # a label is the name, or name[hash] where a name has several configurations
+        named = {lab: {lab, lab.split("[")[0]} for lab in per_user}
+        missing = [m for m in methods if not any(m in names for names in named.values())]
         if missing:
             raise BenchError(f"--methods {', '.join(missing)}: no result for {dataset}/{protocol_tag}; "
                              f"has: {', '.join(sorted(per_user))}")
-        per_user = {lab: v for lab, v in per_user.items() if lab in keep}
+        per_user = {lab: v for lab, v in per_user.items() if named[lab] & set(methods) or lab == reference}
     labels = sorted(per_user, key=lambda lab: (KIND_ORDER.get(kinds[lab], 9), lab))
     pooled = {lab: pool_seeds(lab, per_user[lab]) for lab in labels}
     seed_means = {lab: pd.Series({s: v.mean() for s, (_, v) in per_user[lab].items()}) for lab in labels}

@@ -92,20 +92,20 @@ def run(data, method: GANPrompt, out_dir: Path, n_eval: int = 60, git: dict | No
              "after": diversity_stats(after, method.params.js_temperature)}
     out_dir = Path(out_dir)
     tsne_png(before, after, classes, out_dir / "diversity-tsne.png", seed=data.seed)
+    stage1 = method.fit_info_.get("stage1", {})
     table = pd.DataFrame(stats).T
     md = tabulate(table.reset_index().values.tolist(), headers=["encoder", *table.columns], tablefmt="github",
                   floatfmt=".4f")
     md += (f"\n\nDataset `{data.name}`, {len(evals)} samples x {k1} variants (attributes: "
            f"{', '.join(method.attributes_)}). Silhouette by class (cosine); mean pairwise cosine distance and JS "
            f"divergence (softmax temperature {method.params.js_temperature}) among each sample's variants. "
-           + d_accuracy_line(method.fit_info_.get("stage1", {})) + "\n")
+           + d_accuracy_line(stage1) + "\n")
     write_text(out_dir / "diversity.md", md)
     write_text(out_dir / "diversity.csv", table.to_csv(index_label="encoder"))
-    stage1 = method.fit_info_.get("stage1", {})
     write_json(out_dir / "diversity.json", {"dataset": data.name, "fingerprint": data.fingerprint, "seed": data.seed,
                                             "params": method.get_params(), "attributes": method.attributes_,
                                             "n_samples": len(evals), "stats": stats,
-                                            "stage1": method.fit_info_.get("stage1", {}),
+                                            "stage1": stage1,
                                             "alignment": method.fit_info_.get("alignment"),
                                             "timings_s": method.fit_info_["timings_s"],
                                             "environment": environment(str(method.device_), git=git)})
