@@ -333,12 +333,12 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
               data_root=None, force: bool = False, executor: str = "local", ray_address: str | None = None,
               on_plan=None, **callbacks) -> Reproduction:
     """`bench.py reproduce`: run the grid of a paper table (its methods on its dataset), then render it beside the
-    published numbers. The quick profile's default budget scores every method on the same 100 users x 20
-    candidates; give `negatives` / `users` to choose otherwise."""
+    published numbers. The quick profile's default budget scores every method on the same 300 users x 20
+    candidates (the LLM protocol of the published beauty table); give `negatives` / `users` to choose otherwise."""
     from bench.report.reproduce import paper_methods, paper_table, save, side_by_side
     paper_table(table)  # unknown tables fail before any work
     if profile == "quick" and users is None and negatives is None:
-        users, negatives = 100, 19   # the CPU budget
+        users, negatives = 300, 19   # the CPU budget, and the protocol the published LLM cells use
     negatives = 99 if negatives is None else negatives
     dataset = dataset or table
     methods = methods or paper_methods()

@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                         parents=[_dataset(what="recipe (default: the table's)"), *_grid(), _executor()])
     rp.add_argument("--table", required=True, help="beauty, toys or sports")
     rp.add_argument("--no-run", dest="run", action="store_false", help="only render from stored results")
-    # the paper's methods; quick profile: 100 users x 19 negatives unless --users / --negatives say otherwise
+    # the paper's methods; quick profile: 300 users x 19 negatives unless --users / --negatives say otherwise
     rp.set_defaults(func=cmd_reproduce, methods=None, negatives=None)
 
     st = sub.add_parser("status", help="every cell under the results root: done / running / interrupted / failed",

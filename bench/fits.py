@@ -12,11 +12,17 @@ from typing import Callable
 
 from bench.io import read_json, write_json
 from bench.method import Method
+from bench.resume import clear
 from bench.results import params_hash
 
 
 def fit_dir(root: Path, dataset: str, method: str, params: dict, seed: int) -> Path:
     return Path(root) / dataset / "fits" / method / params_hash(params) / f"seed{seed}"
+
+
+def resume_dir(folder: Path) -> Path:
+    """Where an unfinished fit keeps its epoch checkpoints (bench.resume), beside the saved fit it will become."""
+    return Path(folder).parent / f".{Path(folder).name}.resume"
 
 
 def can_save(method: Method) -> bool:
@@ -28,9 +34,12 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
     """The fitted method and {"fit_s", "load_s", "reused_from"}: loaded from `folder` when a fit of the same
     params on the same data is saved there (and refit is False), else fitted now and saved there."""
     folder = Path(folder)
+    if refit:  # --force: a fresh fit, not the continuation of an interrupted one
+        clear(getattr(data, "resume_dir", None))
     if not can_save(method):
         t0 = time.perf_counter()
         method.fit(data)
+        clear(getattr(data, "resume_dir", None))
         return method, {"fit_s": time.perf_counter() - t0, "load_s": 0.0, "reused_from": None}
     meta_path = folder / "fit.json"
     if not refit and meta_path.exists():
@@ -59,4 +68,5 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
     except OSError as exc:
         log(f"[red]warning[/]: could not save the fit of {method.name} to {folder}: {exc}; later cells refit")
         shutil.rmtree(tmp, ignore_errors=True)
+    clear(getattr(data, "resume_dir", None))   # the fit is finished: its epoch checkpoints are spent
     return method, {"fit_s": fit_s, "load_s": 0.0, "reused_from": None}

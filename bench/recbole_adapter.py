@@ -24,6 +24,7 @@ from bench.data.readers import write_atomic
 from bench.errors import MethodError
 from bench.evaluate import METRIC_KEYS, evaluate_sampled
 from bench.method import DEVICE, Method, resolve_device
+from bench.resume import checkpoint_for, rng_state, set_rng_state
 from bench.training import BestOnValidation, CountedBatches, progress
 
 
@@ -123,6 +124,7 @@ class RecBoleMethod(Method):
                 self.data_ = data
                 self._name = f"h{data.fingerprint}"
                 self._item_cols = self._write_atomic(data, self._tmp, self._name)
+                self.resumed_ = []
                 self._fit_stages(data)
             finally:
                 shutil.rmtree(self._tmp, ignore_errors=True)
@@ -166,12 +168,22 @@ class RecBoleMethod(Method):
         self.user_map_ = np.asarray(dataset.token2id("user_id", [str(u) for u in range(data.n_users)]), dtype=np.int64)
 
     # ---- training loop: RecBole's epoch, the harness's validation ----
-    def _train(self, data, trainer, train_data) -> None:
+    def _train(self, data, trainer, train_data, stage: str = "train") -> None:
         p = self.params
         vc = data.valid_candidates
         es = BestOnValidation(self.model_, p.patience, p.max_minutes)
         history, stopped = [], "max_epochs"
-        for epoch in range(p.epochs):
+        ckpt, generators = checkpoint_for(data, stage), [train_data.generator]
+        state = ckpt.load(data.log) if ckpt else None
+        if state is not None:  # continue after the last finished epoch (bench.resume): same result as no break
+            self.model_.load_state_dict(state["model"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            es.load_state(state["early_stopping"])
+            history = list(state["history"])
+            set_rng_state(state["rng"], generators)
+            self.resumed_.append({"stage": stage, "from_epoch": len(history)})
+            data.log(f"{self.name}: resuming {stage} after epoch {len(history)} from {ckpt.path}")
+        for epoch in range(len(history), p.epochs):
             te = time.perf_counter()
             with progress(len(train_data), f"{self.name} epoch {epoch + 1}/{p.epochs}") as advance:
                 loss = trainer._train_epoch(CountedBatches(train_data, advance), epoch)
@@ -189,13 +201,17 @@ class RecBoleMethod(Method):
             if reason := es.stop_reason():
                 stopped = reason
                 break
+            if ckpt is not None and epoch + 1 < p.epochs:
+                ckpt.save({"model": self.model_.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                           "early_stopping": es.state(), "history": history, "rng": rng_state(generators)}, epoch + 1)
         es.restore()
         self.model_.eval()
         self.fit_info_ = {"epochs_run": len(history), "best_epoch": es.best_epoch, "best_valid": es.best,
                           "valid_metric": p.valid_metric, "stopped_by": stopped,
                           "budget_stopped": es.budget_stopped,
                           "train_minutes": es.elapsed_s / 60, "history": history,
-                          "budget": {"epochs": p.epochs, "max_minutes": p.max_minutes, "patience": p.patience}}
+                          "budget": {"epochs": p.epochs, "max_minutes": p.max_minutes, "patience": p.patience},
+                          "resumed": list(self.resumed_)}
 
     # ---- scoring ----
     def _interaction(self, users: np.ndarray, split: str):

@@ -17,12 +17,13 @@ from bench.data.prepare import SeqDataset, load_dataset
 from bench.data.view import FitData
 from bench.evaluate import Evaluation, evaluate_full, evaluate_sampled, full_ranks
 from bench.errors import BenchError, MethodError
-from bench.fits import fit_dir, fit_or_load
+from bench.fits import fit_dir, fit_or_load, resume_dir
 from bench.method import Method, get_method
 from bench.io import sha256_file, write_json
 from bench.protocol import Protocol
 from bench.results import (cell_dir, check_publishable, environment, git_state, is_finished, is_published,
                            params_hash, write_cell)
+from bench.resume import resume_key
 from bench.training import budget_stopped, recording_budget_stops
 
 SCORE_BATCH = 512  # users per score() call in sampled mode
@@ -242,13 +243,15 @@ def fit_cell(cell: Cell, root: Path, ds: SeqDataset, method: Method, refit: bool
     vp = valid_protocol(ds)
     valid_c, valid_path = get_candidates(root, ds, "valid", vp.n_negatives, vp.sampler, cell.seed)
     data = FitData.from_dataset(ds, valid_candidates=valid_c, seed=cell.seed, log=log)
-    seed_everything(cell.seed)
-    with recording_budget_stops() as stops:
-        method, fit = fit_or_load(method, data, fit_dir(root, ds.name, cell.method, params, cell.seed),
-                                  ds.fingerprint, refit=refit, log=log)
-    fit_info = dict(method.fit_info_)
     if provenance is None:
         provenance = {"taken": "cell start", **git_state()}
+    folder = fit_dir(root, ds.name, cell.method, params, cell.seed)
+    data.resume_dir = resume_dir(folder)   # epoch checkpoints of a fit that outlives a session (bench.resume)
+    data.resume_key = resume_key(ds.fingerprint, params, cell.seed, provenance_git(provenance))
+    seed_everything(cell.seed)
+    with recording_budget_stops() as stops:
+        method, fit = fit_or_load(method, data, folder, ds.fingerprint, refit=refit, log=log)
+    fit_info = dict(method.fit_info_)
     if is_published(root):  # the code must not have changed while the cell ran
         end = git_state()
         if (end.get("commit"), end.get("dirty")) != (provenance.get("commit"), provenance.get("dirty")):

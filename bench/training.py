@@ -137,6 +137,17 @@ class BestOnValidation:
             return "patience"
         return BUDGET_STOP if self.out_of_time() else None
 
+    def state(self) -> dict[str, Any]:
+        """What an epoch checkpoint keeps of the early stopper (bench.resume)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": self.best_state,
+                "budget_stopped": self.budget_stopped, "elapsed_s": self.elapsed_s}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`: the safety stop keeps counting the minutes already spent."""
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_state, self.budget_stopped = state["best_state"], state["budget_stopped"]
+        self.t0 = time.perf_counter() - state["elapsed_s"]
+
     def restore(self) -> None:
         """Load the best state back (no-op when no validation ran)."""
         if self.best_state is not None:

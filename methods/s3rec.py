@@ -15,6 +15,7 @@ import torch
 
 from bench.errors import MethodError
 from bench.recbole_adapter import RecBoleMethod, RecBoleParams
+from bench.resume import checkpoint_for, rng_state, set_rng_state
 from bench.training import CountedBatches, progress, report_budget_stop
 
 
@@ -63,20 +64,39 @@ class S3Rec(RecBoleMethod):
     def _fit_stages(self, data) -> None:
         attr = next(iter(data.item_attrs))
         trainer, train_data = self._build(data, train_stage="pretrain", item_attribute=attr)
-        t0, losses = time.perf_counter(), []
-        for epoch in range(self.params.pretrain_epochs):
+        t0, losses, done, stopped = time.perf_counter(), [], False, False
+        ckpt, generators = checkpoint_for(data, "pretrain"), [train_data.generator]
+        state = ckpt.load(data.log) if ckpt else None
+        if state is not None:  # an interrupted fit continues its pre-training, or skips it once it was finished
+            self.model_.load_state_dict(state["model"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], generators)
+            losses, done, stopped = list(state["losses"]), state["done"], state["budget_stopped"]
+            t0 -= 60 * state["minutes"]
+            self.resumed_.append({"stage": "pretrain", "from_epoch": len(losses)})
+            data.log(f"s3rec: resuming pre-training after epoch {len(losses)} from {ckpt.path}")
+            if stopped:
+                report_budget_stop("pretrain")
+        for epoch in range(len(losses), 0 if done else self.params.pretrain_epochs):
             te = time.perf_counter()
             with progress(len(train_data), f"s3rec pretrain epoch {epoch + 1}/{self.params.pretrain_epochs}") as adv:
                 loss = trainer._train_epoch(CountedBatches(train_data, adv), epoch)
             losses.append(float(sum(loss)) if isinstance(loss, tuple) else float(loss))
             data.log(f"s3rec pretrain epoch {epoch}: loss {losses[-1]:.4f} ({time.perf_counter() - te:.1f}s)")
             limit = self.params.pretrain_max_minutes
-            if limit is not None and time.perf_counter() - t0 > 60 * limit:
+            stopped = limit is not None and time.perf_counter() - t0 > 60 * limit
+            if stopped:
                 report_budget_stop("pretrain")
+            if ckpt is not None:
+                ckpt.save({"model": self.model_.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                           "rng": rng_state(generators), "losses": losses, "minutes": (time.perf_counter() - t0) / 60,
+                           "done": stopped or epoch + 1 == self.params.pretrain_epochs, "budget_stopped": stopped},
+                          epoch + 1)
+            if stopped:
                 break
         pretrain = {"epochs_run": len(losses), "losses": losses, "minutes": (time.perf_counter() - t0) / 60}
         path = self._tmp / "pretrained.pth"
         torch.save({"state_dict": self.model_.state_dict()}, path)
         trainer, train_data = self._build(data, train_stage="finetune", item_attribute=attr, pre_model_path=str(path))
-        self._train(data, trainer, train_data)
+        self._train(data, trainer, train_data, stage="finetune")
         self.fit_info_["pretrain"] = pretrain

@@ -30,7 +30,7 @@ def test_the_example_trains_two_methods_and_reports_through_the_api_alone(tmp_pa
     rep = api.reproduce("beauty", dataset="ml-100k", negatives=99, run=False, out=tmp_path)
     assert rep.protocol == "sampled-uniform-n99" and rep.run is None and all(p.is_file() for p in rep.written)
     assert {"ours", "paper", "diff"} <= set(rep.table.columns) and "not run" in rep.markdown
-    with pytest.raises(BenchError, match="sampled-uniform-n19-u100"):  # the quick profile's CPU budget
+    with pytest.raises(BenchError, match="sampled-uniform-n19-u300"):  # the quick profile's CPU budget
         api.reproduce("beauty", dataset="ml-100k", run=False, out=tmp_path)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -24,6 +25,9 @@ class FitData:
     valid_candidates: Candidates | None = None
     seed: int = 0
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
+    # where a long fit may keep epoch checkpoints, and what they must match (bench.resume); None: no resume
+    resume_dir: Path | None = None
+    resume_key: str | None = None
 
     @classmethod
     def from_dataset(cls, ds: SeqDataset, valid_candidates: Candidates | None = None, seed: int = 0,
