@@ -129,8 +129,9 @@ class RunResult:
 def plan_run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampled", sampler="uniform",
              negatives: int = 99, users: int | None = None, profile: str = "quick", overrides=None, out=None,
              data_root=None, force: bool = False, executor: str = "local", ray_address: str | None = None,
-             variants=None) -> RunPlan:
-    """Check every name, value, protocol and dataset of a run before any work; the cells to run."""
+             variants=None, check_git: bool = True) -> RunPlan:
+    """Check every name, value, protocol and dataset of a run before any work; the cells to run. `check_git=False`
+    skips the clean-tree check of a published `out` (a dry run writes nothing)."""
     from bench.data.candidates import check_negatives
     from bench.data.prepare import load_dataset
     from bench.data.recipe import load_recipe
@@ -164,7 +165,8 @@ def plan_run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="
     if executor not in EXECUTORS:
         raise BenchError(f"--executor {executor!r}: valid: {', '.join(EXECUTORS)}")
     out = Path(out if out is not None else default_out())
-    check_publishable(git_state(), out)  # before any work; each cell checks again when it starts
+    if check_git:
+        check_publishable(git_state(), out)  # before any work; each cell checks again when it starts
     for d in datasets:  # bad data and impossible protocols: one line for the run, not one per cell
         ds = load_dataset(d, data_root=data_root)
         for p in protocols:
@@ -205,6 +207,36 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     if on_plan:
         on_plan(plan)
     return execute(plan, **callbacks)
+
+
+def plan_state(plan: RunPlan) -> pd.DataFrame:
+    """`bench.py run --dry-run`: what a plan would do, without doing it. One row per (cell, protocol): dataset,
+    method, seed, protocol, state (finished | to run), and the fit's state (saved: reused without training;
+    resumable: an interrupted fit continues after its saved epochs; none: trained from scratch)."""
+    from bench.data.prepare import load_dataset
+    from bench.fits import fit_dir, resume_dir
+    from bench.io import read_json
+    from bench.resume import NOTE_FILE
+    from bench.results import cell_dir, is_finished
+    rows, loaded = [], {}
+    for cell in plan.cells:
+        ds = loaded.get(cell.dataset) or loaded.setdefault(cell.dataset, load_dataset(cell.dataset, plan.data_root))
+        params = cell.build_method().get_params()
+        fit = fit_dir(plan.out, ds.name, cell.method, params, cell.seed)
+        notes = sorted(resume_dir(fit).glob(f"*/{NOTE_FILE}"))
+        if (fit / "fit.json").is_file() and not plan.force:
+            fit_state = "saved"
+        elif notes and not plan.force:
+            info = read_json(notes[-1])
+            fit_state = f"resumable ({info.get('stage')}: {info.get('epochs_done')} epochs saved)"
+        else:
+            fit_state = "none"
+        for p in cell.protocols:
+            done = is_finished(cell_dir(plan.out, ds.name, p, cell.method, params, cell.seed), ds.fingerprint)
+            rows.append({"dataset": ds.name, "method": cell.method, "seed": cell.seed, "protocol": p.tag,
+                         "state": "finished" if done and not plan.force else "to run",
+                         "fit": "-" if done and not plan.force else fit_state})
+    return pd.DataFrame(rows, columns=["dataset", "method", "seed", "protocol", "state", "fit"])
 
 
 _run_grid = run  # for the functions below, whose `run` flag (as on the command line) hides this one

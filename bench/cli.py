@@ -105,6 +105,16 @@ def cmd_run(args) -> int:
     from rich.console import Console
     from bench.report.leaderboard import render
     console = Console(stderr=True, soft_wrap=True)
+    if args.dry_run:
+        from tabulate import tabulate
+        plan = api.plan_run(args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,
+                            ray_address=args.ray_address, check_git=False, **_grid_options(args))
+        state = api.plan_state(plan)
+        print(tabulate(state, headers="keys", tablefmt="github", showindex=False))
+        todo = state[state["state"] == "to run"]
+        print(f"\n{len(state) - len(todo)} of {len(state)} results finished; {len(todo)} to run "
+              f"({todo[['dataset', 'method', 'seed']].drop_duplicates().shape[0]} fits) under {plan.out}")
+        return 0
     with _display(args.out) as callbacks:
         result = api.run(dataset=args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,
                          ray_address=args.ray_address, **_grid_options(args), **callbacks)
@@ -374,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sampler", default="uniform",
                    help="negative sampler(s): uniform, popularity, or uniform,popularity")
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list every (cell, protocol) of the grid as finished / to run, and whether its fit is saved or "
+                        "resumable, without running anything")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("reproduce", help="run the grid of a paper table and render it beside the published numbers",

@@ -53,6 +53,20 @@ def test_run_then_leaderboard(tmp_path):
              "--out", str(tmp_path))
     assert r4.returncode == 0 and r4.stderr.count("skip") == 1, r4.stderr
     assert "done ml-100k pop seed 0 sampled-popularity-n9-u50" in r4.stderr
+    # --dry-run lists finished and missing results, and a fit an interrupted run left resumable, and runs nothing
+    fits = tmp_path / "ml-100k" / "fits" / "sasrec"
+    r5 = cli("run", "--dataset", "ml-100k", "--methods", "pop,sasrec", "--out", str(tmp_path), "--dry-run")
+    assert r5.returncode == 0, r5.stderr
+    assert "| ml-100k   | pop      |      0 | sampled-uniform-n99 | finished | -" in r5.stdout
+    assert "| ml-100k   | sasrec   |      0 | sampled-uniform-n99 | to run   | none" in r5.stdout
+    assert "1 of 2 results finished; 1 to run (1 fits)" in r5.stdout and not fits.exists()
+    from bench.method import get_method
+    from bench.results import params_hash
+    note = fits / params_hash(get_method("sasrec").from_profile("quick").get_params()) / ".seed0.resume" / "train"
+    note.mkdir(parents=True)
+    (note / "checkpoint.json").write_text('{"stage": "train", "epochs_done": 3, "saved": "now"}')
+    r6 = cli("run", "--dataset", "ml-100k", "--methods", "sasrec", "--out", str(tmp_path), "--dry-run")
+    assert "resumable (train: 3 epochs saved)" in r6.stdout, r6.stdout
 
 
 def test_listing_commands():
