@@ -215,27 +215,23 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     resumable: an interrupted fit continues after its saved epochs; none: trained from scratch)."""
     from bench.data.prepare import load_dataset
     from bench.fits import fit_dir, resume_dir
-    from bench.io import read_json
-    from bench.resume import NOTE_FILE
+    from bench.resume import progress_note
     from bench.results import cell_dir, is_finished
     rows, loaded = [], {}
     for cell in plan.cells:
-        ds = loaded.get(cell.dataset) or loaded.setdefault(cell.dataset, load_dataset(cell.dataset, plan.data_root))
+        if cell.dataset not in loaded:
+            loaded[cell.dataset] = load_dataset(cell.dataset, plan.data_root)
+        ds = loaded[cell.dataset]
         params = cell.build_method().get_params()
         fit = fit_dir(plan.out, ds.name, cell.method, params, cell.seed)
-        notes = sorted(resume_dir(fit).glob(f"*/{NOTE_FILE}"))
-        if (fit / "fit.json").is_file() and not plan.force:
-            fit_state = "saved"
-        elif notes and not plan.force:
-            info = read_json(notes[-1])
-            fit_state = f"resumable ({info.get('stage')}: {info.get('epochs_done')} epochs saved)"
-        else:
-            fit_state = "none"
+        note = None if plan.force else progress_note(resume_dir(fit))
+        fit_state = ("saved" if not plan.force and (fit / "fit.json").is_file()
+                     else f"resumable ({note[0]})" if note else "none")
         for p in cell.protocols:
-            done = is_finished(cell_dir(plan.out, ds.name, p, cell.method, params, cell.seed), ds.fingerprint)
+            done = not plan.force and is_finished(cell_dir(plan.out, ds.name, p, cell.method, params, cell.seed),
+                                                  ds.fingerprint)
             rows.append({"dataset": ds.name, "method": cell.method, "seed": cell.seed, "protocol": p.tag,
-                         "state": "finished" if done and not plan.force else "to run",
-                         "fit": "-" if done and not plan.force else fit_state})
+                         "state": "finished" if done else "to run", "fit": "-" if done else fit_state})
     return pd.DataFrame(rows, columns=["dataset", "method", "seed", "protocol", "state", "fit"])
 
 

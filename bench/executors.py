@@ -119,7 +119,8 @@ def grid_status(root: Path, dataset: str | None = None) -> list[dict]:
     """Every cell folder under the results root: done / running / interrupted / failed, with timings."""
     import socket
     from bench.io import read_json
-    from bench.resume import NOTE_FILE
+    from bench.fits import resume_dirs
+    from bench.resume import progress_note
     base = Path(root) / dataset if dataset else Path(root)
     rows = []
     seen = set()
@@ -143,12 +144,10 @@ def grid_status(root: Path, dataset: str | None = None) -> list[dict]:
                 info = read_json(folder / "failed.json")
                 row.update(state="failed", detail=info.get("error", "")[:120])
             rows.append(row)
-    for note in sorted(base.rglob(f"fits/*/*/.seed*.resume/*/{NOTE_FILE}")):  # unfinished fits (bench.resume)
-        info = read_json(note)
-        fit = note.parent.parent
-        rows.append({"cell": str((fit.parent / fit.name[1:-len(".resume")]).relative_to(root)), "state": "resumable",
-                     "seconds": None, "detail": f"{info.get('stage')}: {info.get('epochs_done')} epochs saved "
-                                                f"{info.get('saved')}; the next run continues it"})
+    for fit, folder in resume_dirs(base).items():  # unfinished fits (bench.resume)
+        if note := progress_note(folder):
+            rows.append({"cell": str(fit.relative_to(root)), "state": "resumable", "seconds": None,
+                         "detail": f"{note[0]} {note[1]}; the next run continues it"})
     return sorted(rows, key=lambda r: r["cell"])
 
 

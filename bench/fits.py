@@ -20,9 +20,18 @@ def fit_dir(root: Path, dataset: str, method: str, params: dict, seed: int) -> P
     return Path(root) / dataset / "fits" / method / params_hash(params) / f"seed{seed}"
 
 
+RESUME_SUFFIX = ".resume"
+
+
 def resume_dir(folder: Path) -> Path:
     """Where an unfinished fit keeps its epoch checkpoints (bench.resume), beside the saved fit it will become."""
-    return Path(folder).parent / f".{Path(folder).name}.resume"
+    return Path(folder).parent / f".{Path(folder).name}{RESUME_SUFFIX}"
+
+
+def resume_dirs(root: Path) -> dict[Path, Path]:
+    """Every resume folder under `root`, by the fit folder it belongs to (the inverse of resume_dir)."""
+    found = sorted(Path(root).rglob(f"fits/*/*/.seed*{RESUME_SUFFIX}"))
+    return {d.parent / d.name[1:-len(RESUME_SUFFIX)]: d for d in found}
 
 
 def can_save(method: Method) -> bool:
@@ -35,11 +44,11 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
     params on the same data is saved there (and refit is False), else fitted now and saved there."""
     folder = Path(folder)
     if refit:  # --force: a fresh fit, not the continuation of an interrupted one
-        clear(getattr(data, "resume_dir", None))
+        clear(data.resume_dir)
     if not can_save(method):
         t0 = time.perf_counter()
         method.fit(data)
-        clear(getattr(data, "resume_dir", None))
+        clear(data.resume_dir)   # the fit is finished: its epoch checkpoints are spent
         return method, {"fit_s": time.perf_counter() - t0, "load_s": 0.0, "reused_from": None}
     meta_path = folder / "fit.json"
     if not refit and meta_path.exists():
@@ -68,5 +77,5 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
     except OSError as exc:
         log(f"[red]warning[/]: could not save the fit of {method.name} to {folder}: {exc}; later cells refit")
         shutil.rmtree(tmp, ignore_errors=True)
-    clear(getattr(data, "resume_dir", None))   # the fit is finished: its epoch checkpoints are spent
+    clear(data.resume_dir)
     return method, {"fit_s": fit_s, "load_s": 0.0, "reused_from": None}

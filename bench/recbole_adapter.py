@@ -173,16 +173,10 @@ class RecBoleMethod(Method):
         vc = data.valid_candidates
         es = BestOnValidation(self.model_, p.patience, p.max_minutes)
         history, stopped = [], "max_epochs"
-        ckpt, generators = checkpoint_for(data, stage), [train_data.generator]
-        state = ckpt.load(data.log) if ckpt else None
-        if state is not None:  # continue after the last finished epoch (bench.resume): same result as no break
-            self.model_.load_state_dict(state["model"])
-            trainer.optimizer.load_state_dict(state["optimizer"])
+        ckpt, state = self._resume(data, stage, trainer, train_data)
+        if state is not None:
             es.load_state(state["early_stopping"])
             history = list(state["history"])
-            set_rng_state(state["rng"], generators)
-            self.resumed_.append({"stage": stage, "from_epoch": len(history)})
-            data.log(f"{self.name}: resuming {stage} after epoch {len(history)} from {ckpt.path}")
         for epoch in range(len(history), p.epochs):
             te = time.perf_counter()
             with progress(len(train_data), f"{self.name} epoch {epoch + 1}/{p.epochs}") as advance:
@@ -202,8 +196,7 @@ class RecBoleMethod(Method):
                 stopped = reason
                 break
             if ckpt is not None and epoch + 1 < p.epochs:
-                ckpt.save({"model": self.model_.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                           "early_stopping": es.state(), "history": history, "rng": rng_state(generators)}, epoch + 1)
+                self._save_epoch(ckpt, trainer, train_data, epoch + 1, early_stopping=es.state(), history=history)
         es.restore()
         self.model_.eval()
         self.fit_info_ = {"epochs_run": len(history), "best_epoch": es.best_epoch, "best_valid": es.best,
@@ -212,6 +205,24 @@ class RecBoleMethod(Method):
                           "train_minutes": es.elapsed_s / 60, "history": history,
                           "budget": {"epochs": p.epochs, "max_minutes": p.max_minutes, "patience": p.patience},
                           "resumed": list(self.resumed_)}
+
+    # ---- epoch checkpoints (bench.resume): what every RecBole stage saves and restores ----
+    def _resume(self, data, stage: str, trainer, train_data):
+        """The stage's checkpoint (None outside the runner) and the state it held, already loaded into the model,
+        the optimiser and the random generators (None when there is nothing to continue)."""
+        ckpt = checkpoint_for(data, stage)
+        state = ckpt.load(data.log) if ckpt else None
+        if state is not None:  # continue after the last finished epoch: the same result as no break
+            self.model_.load_state_dict(state["model"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], [train_data.generator])
+            self.resumed_.append({"stage": stage, "from_epoch": state["epochs_done"]})
+            data.log(f"{self.name}: resuming {stage} after epoch {state['epochs_done']} from {ckpt.path}")
+        return ckpt, state
+
+    def _save_epoch(self, ckpt, trainer, train_data, epochs_done: int, **more) -> None:
+        ckpt.save({"model": self.model_.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                   "rng": rng_state([train_data.generator]), **more}, epochs_done)
 
     # ---- scoring ----
     def _interaction(self, users: np.ndarray, split: str):

@@ -87,7 +87,7 @@ class EpochCheckpoint:
         from bench.io import write_json
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        torch.save({**state, "key": self.key}, tmp)
+        torch.save({**state, "key": self.key, "epochs_done": epochs_done}, tmp)
         os.replace(tmp, self.path)
         write_json(self.path.with_name(NOTE_FILE), {"stage": self.path.parent.name, "epochs_done": epochs_done,
                                                     "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -97,6 +97,17 @@ def checkpoint_for(data, stage: str) -> EpochCheckpoint | None:
     """The stage's checkpoint when the runner gave this fit a resume folder and a key, else None."""
     folder, key = getattr(data, "resume_dir", None), getattr(data, "resume_key", None)
     return EpochCheckpoint(folder, stage, key) if folder is not None and key else None
+
+
+def progress_note(folder: Path) -> tuple[str, str] | None:
+    """What an unfinished fit's resume folder holds, from its latest stage's note: ("train: 3 epochs saved", when),
+    or None."""
+    from bench.io import read_json
+    notes = sorted(Path(folder).glob(f"*/{NOTE_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not notes:
+        return None
+    info = read_json(notes[-1])
+    return f"{info.get('stage')}: {info.get('epochs_done')} epochs saved", str(info.get("saved"))
 
 
 def clear(folder: Path | None) -> None:

@@ -15,7 +15,6 @@ import torch
 
 from bench.errors import MethodError
 from bench.recbole_adapter import RecBoleMethod, RecBoleParams
-from bench.resume import checkpoint_for, rng_state, set_rng_state
 from bench.training import CountedBatches, progress, report_budget_stop
 
 
@@ -65,16 +64,10 @@ class S3Rec(RecBoleMethod):
         attr = next(iter(data.item_attrs))
         trainer, train_data = self._build(data, train_stage="pretrain", item_attribute=attr)
         t0, losses, done, stopped = time.perf_counter(), [], False, False
-        ckpt, generators = checkpoint_for(data, "pretrain"), [train_data.generator]
-        state = ckpt.load(data.log) if ckpt else None
+        ckpt, state = self._resume(data, "pretrain", trainer, train_data)
         if state is not None:  # an interrupted fit continues its pre-training, or skips it once it was finished
-            self.model_.load_state_dict(state["model"])
-            trainer.optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"], generators)
             losses, done, stopped = list(state["losses"]), state["done"], state["budget_stopped"]
             t0 -= 60 * state["minutes"]
-            self.resumed_.append({"stage": "pretrain", "from_epoch": len(losses)})
-            data.log(f"s3rec: resuming pre-training after epoch {len(losses)} from {ckpt.path}")
             if stopped:
                 report_budget_stop("pretrain")
         for epoch in range(len(losses), 0 if done else self.params.pretrain_epochs):
@@ -88,10 +81,9 @@ class S3Rec(RecBoleMethod):
             if stopped:
                 report_budget_stop("pretrain")
             if ckpt is not None:
-                ckpt.save({"model": self.model_.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                           "rng": rng_state(generators), "losses": losses, "minutes": (time.perf_counter() - t0) / 60,
-                           "done": stopped or epoch + 1 == self.params.pretrain_epochs, "budget_stopped": stopped},
-                          epoch + 1)
+                self._save_epoch(ckpt, trainer, train_data, epoch + 1, losses=losses,
+                                 minutes=(time.perf_counter() - t0) / 60, budget_stopped=stopped,
+                                 done=stopped or epoch + 1 == self.params.pretrain_epochs)
             if stopped:
                 break
         pretrain = {"epochs_run": len(losses), "losses": losses, "minutes": (time.perf_counter() - t0) / 60}
