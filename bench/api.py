@@ -209,14 +209,33 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     return execute(plan, **callbacks)
 
 
+def recorded_fit_minutes(out, dataset: str, method: str, params_hash: str) -> float | None:
+    """Median wall-clock minutes of the fits that finished cells of this (dataset, method, params) recorded, over
+    seeds and protocols (a fit reused from disk does not count); None where none ran. Wall clock: it carries the load
+    of the machine at the time."""
+    import statistics
+    from bench.io import read_json
+    seconds = {}
+    for path in Path(out, dataset).glob(f"*/{method}/{params_hash}/seed*/result.json"):
+        try:
+            r = read_json(path)
+            if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
+                seconds.setdefault(r["seed"], r["timings"]["fit_s"])  # one fit per seed, scored under many protocols
+        except (ValueError, KeyError, TypeError):
+            continue
+    return statistics.median(seconds.values()) / 60 if seconds else None
+
+
 def plan_state(plan: RunPlan) -> pd.DataFrame:
     """`bench.py run --dry-run`: what a plan would do, without doing it. One row per (cell, protocol): dataset,
-    method, seed, protocol, state (finished | to run), and the fit's state (saved: reused without training;
-    resumable: an interrupted fit continues after its saved epochs; none: trained from scratch)."""
+    method, seed, protocol, state (finished | to run), the fit's state (saved: reused without training;
+    resumable: an interrupted fit continues after its saved epochs; none: trained from scratch) and, for a fit still
+    to train, `fit_min_est`: the median fit time its method's finished seeds recorded under the same params (NaN where
+    none finished; a resumable fit needs less)."""
     from bench.data.prepare import load_dataset
     from bench.fits import fit_dir, resume_dir
     from bench.resume import progress_note
-    from bench.results import cell_dir, is_finished
+    from bench.results import cell_dir, is_finished, params_hash
     rows, loaded = [], {}
     for cell in plan.cells:
         if cell.dataset not in loaded:
@@ -227,12 +246,15 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
         note = None if plan.force else progress_note(resume_dir(fit))
         fit_state = ("saved" if not plan.force and (fit / "fit.json").is_file()
                      else f"resumable ({note[0]})" if note else "none")
+        estimate = None if fit_state == "saved" else recorded_fit_minutes(plan.out, ds.name, cell.method,
+                                                                           params_hash(params))
         for p in cell.protocols:
             done = not plan.force and is_finished(cell_dir(plan.out, ds.name, p, cell.method, params, cell.seed),
                                                   ds.fingerprint)
             rows.append({"dataset": ds.name, "method": cell.method, "seed": cell.seed, "protocol": p.tag,
-                         "state": "finished" if done else "to run", "fit": "-" if done else fit_state})
-    return pd.DataFrame(rows, columns=["dataset", "method", "seed", "protocol", "state", "fit"])
+                         "state": "finished" if done else "to run", "fit": "-" if done else fit_state,
+                         "fit_min_est": float("nan") if done or estimate is None else round(estimate, 1)})
+    return pd.DataFrame(rows, columns=["dataset", "method", "seed", "protocol", "state", "fit", "fit_min_est"])
 
 
 _run_grid = run  # for the functions below, whose `run` flag (as on the command line) hides this one

@@ -110,10 +110,19 @@ def cmd_run(args) -> int:
         plan = api.plan_run(args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,
                             ray_address=args.ray_address, check_git=False, **_grid_options(args))
         state = api.plan_state(plan)
-        print(tabulate(state, headers="keys", tablefmt="github", showindex=False))
+        shown = state.astype({"fit_min_est": object})
+        shown.loc[state["fit_min_est"].isna(), "fit_min_est"] = None  # shown as "-"
+        print(tabulate(shown, headers="keys", tablefmt="github", showindex=False, missingval="-"))
         todo = state[state["state"] == "to run"]
+        fits = todo.drop_duplicates(["dataset", "method", "seed"])
+        trained = fits[fits["fit"] != "saved"]
+        known = trained["fit_min_est"].dropna()
         print(f"\n{len(state) - len(todo)} of {len(state)} results finished; {len(todo)} to run "
-              f"({todo[['dataset', 'method', 'seed']].drop_duplicates().shape[0]} fits) under {plan.out}")
+              f"({len(fits)} fits) under {plan.out}")
+        if len(trained):
+            print(f"fits to train: {len(trained)}; {len(known)} of them about {known.sum():.0f} min in all, by the fit "
+                  f"times of their finished seeds (wall clock, under the load of that day); "
+                  f"{len(trained) - len(known)} fit(s) with no record yet")
         return 0
     with _display(args.out) as callbacks:
         result = api.run(dataset=args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,
@@ -385,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="negative sampler(s): uniform, popularity, or uniform,popularity")
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
     r.add_argument("--dry-run", action="store_true",
-                   help="list every (cell, protocol) of the grid as finished / to run, and whether its fit is saved or "
-                        "resumable, without running anything")
+                   help="list every (cell, protocol) of the grid as finished / to run, whether its fit is saved or "
+                        "resumable, and the fit time its method's finished seeds recorded, without running anything")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("reproduce", help="run the grid of a paper table and render it beside the published numbers",

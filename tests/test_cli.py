@@ -55,11 +55,17 @@ def test_run_then_leaderboard(tmp_path):
     assert "done ml-100k pop seed 0 sampled-popularity-n9-u50" in r4.stderr
     # --dry-run lists finished and missing results, and a fit an interrupted run left resumable, and runs nothing
     fits = tmp_path / "ml-100k" / "fits" / "sasrec"
-    r5 = cli("run", "--dataset", "ml-100k", "--methods", "pop,sasrec", "--out", str(tmp_path), "--dry-run")
+    r5 = cli("run", "--dataset", "ml-100k", "--methods", "pop,sasrec", "--seeds", "0,1", "--out", str(tmp_path),
+             "--dry-run")
     assert r5.returncode == 0, r5.stderr
-    assert "| ml-100k   | pop      |      0 | sampled-uniform-n99 | finished | -" in r5.stdout
-    assert "| ml-100k   | sasrec   |      0 | sampled-uniform-n99 | to run   | none" in r5.stdout
-    assert "1 of 2 results finished; 1 to run (1 fits)" in r5.stdout and not fits.exists()
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[1:3]): [c.strip() for c in line.strip("|").split("|")]
+            for line in r5.stdout.splitlines() if line.startswith("| ml-100k")}
+    assert rows["pop", "0"][4:] == ["finished", "-", "-"]
+    # pop seed 1 has an estimate from seed 0's recorded fit time; sasrec has no finished seed, so none
+    assert rows["pop", "1"][4:6] == ["to run", "none"] and float(rows["pop", "1"][6]) >= 0
+    assert rows["sasrec", "0"][4:] == ["to run", "none", "-"]
+    assert "1 of 4 results finished; 3 to run (3 fits)" in r5.stdout and not fits.exists()
+    assert "2 fit(s) with no record yet" in r5.stdout
     from bench.method import get_method
     from bench.results import params_hash
     note = fits / params_hash(get_method("sasrec").from_profile("quick").get_params()) / ".seed0.resume" / "train"
