@@ -12,7 +12,8 @@ def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None):
     folder = root / "d" / "sampled-uniform-n99" / method / "abcd1234" / f"seed{seed}"
     write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": "abcd1234",
                                                    "profile": "quick", "params": params or {}},
-                                        "seed": seed, "metrics": m, "dataset": {"fingerprint": "f"},
+                                        "seed": seed, "metrics": m,
+                                        "dataset": {"fingerprint": "f", "text_source": {"title_words": 7}},
                                         "timings": {"fit_s": fit_s}})
 
 
@@ -44,8 +45,15 @@ def test_table_marks_best_and_improvement(tmp_path):
     assert {p.suffix for p in paths} == {".md", ".tex", ".csv"} and all(p.is_file() for p in paths)
     assert list(lb.mean.index)[-1] == "ganprompt"
     assert "`textsim` is missing" in md, "a table with LLM methods names the missing zero-shot text floor"
+    assert "Item text read by the text methods: `title_words` for 7 items" in md
     fake(tmp_path, "textsim", 0, 0.35, kind="text")
     assert "`textsim` is missing" not in render(build(tmp_path, "d", target="ganprompt"), "md")
+
+
+def test_no_text_source_line_without_text_methods(tmp_path):
+    fake(tmp_path, "pop", 0, 0.30)
+    fake(tmp_path, "sasrec", 0, 0.40)
+    assert "Item text read" not in render(build(tmp_path, "d"), "md")
 
 
 def test_missing_results_and_target_are_one_line_errors(tmp_path):

@@ -35,6 +35,7 @@ class Leaderboard:
     significance_note: str = ""
     budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
     budgets: dict = field(default_factory=dict)       # label -> what bounded its training (profile, counts, fit time)
+    text_source: dict = field(default_factory=dict)   # item text the text-reading rows read: field -> items
     written: list = field(default_factory=list)       # the files bench.api.leaderboard wrote
 
     @property
@@ -63,6 +64,7 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
                      "budget": budget_text(m.get("profile"), m.get("params") or {}),
                      "fit_s": (res.get("timings") or {}).get("fit_s"),
+                     "text_source": (res.get("dataset") or {}).get("text_source"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
     if not rows:
         raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
@@ -89,8 +91,10 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     budget = df.groupby("label")["budget"].first()
     fit_s = pd.to_numeric(df["fit_s"], errors="coerce").groupby(df["label"]).mean()
     budgets = {lab: budget[lab] + (f"; fit {fit_s[lab]:.0f} s" if fit_s[lab] >= 1 else "") for lab in order}
+    readers = df[df["kind"].isin((*TEXT_READERS, "text")) & df["text_source"].notna()]
     lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
-                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]), budgets=budgets)
+                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]), budgets=budgets,
+                     text_source=dict(readers["text_source"].iloc[0]) if len(readers) else {})
     if significance and len(mean) > 1:
         _add_marks(lb, root)
     return lb
@@ -138,7 +142,7 @@ def render(lb: Leaderboard, style: str) -> str:
                      else "; no target method chosen, so no Improvement row (use --target).")
                   + " Mean ± std over seeds where there are several." + lb.significance_note
                   + chance_note(lb.protocol)
-                  + _text_floor_note(lb)
+                  + _text_floor_note(lb) + _text_source_note(lb)
                   + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
                      "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n"
                   + _budget_note(lb))
@@ -174,6 +178,14 @@ def _text_floor_note(lb: Leaderboard) -> str:
         return ""
     return (" The zero-shot text floor `textsim` is missing from this table: run it beside the LLM methods (they "
             "must clear it to have learned anything the item text alone does not give).")
+
+
+def _text_source_note(lb: Leaderboard) -> str:
+    """Which item text the text-reading rows read (e.g. Sports has no titles, only title-derived keywords)."""
+    if not lb.text_source:
+        return ""
+    parts = ", ".join(f"`{f}` for {n} items" for f, n in lb.text_source.items())
+    return f" Item text read by the text methods: {parts} (the recipe says what the field holds)."
 
 
 def chance_note(protocol: str) -> str:
