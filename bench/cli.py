@@ -120,9 +120,9 @@ def cmd_run(args) -> int:
         print(f"\n{len(state) - len(todo)} of {len(state)} results finished; {len(todo)} to run "
               f"({len(fits)} fits) under {plan.out}")
         if len(trained):
-            print(f"fits to train: {len(trained)}; {len(known)} of them about {known.sum():.0f} min in all, by the fit "
-                  f"times of their finished seeds (wall clock, under the load of that day); "
-                  f"{len(trained) - len(known)} fit(s) with no record yet")
+            timed = (f"{len(known)} of them about {known.sum():.0f} min in all, by the fit times of their finished "
+                     "seeds (wall clock, under the load of that day); " if len(known) else "")
+            print(f"fits to train: {len(trained)}; {timed}{len(trained) - len(known)} fit(s) with no record yet")
         return 0
     with _display(args.out) as callbacks:
         result = api.run(dataset=args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,
