@@ -209,21 +209,24 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     return execute(plan, **callbacks)
 
 
-def recorded_fit_minutes(out, dataset: str, method: str, params_hash: str) -> float | None:
-    """Median wall-clock minutes of the fits that finished cells of this (dataset, method, params) recorded, over
-    seeds and protocols (a fit reused from disk does not count); None where none ran. Wall clock: it carries the load
-    of the machine at the time."""
+def recorded_fit_minutes(out, dataset: str) -> dict[tuple[str, str], float]:
+    """(method, params hash) -> median wall-clock minutes of the fits that its finished cells under `out/dataset`
+    recorded, one fit per seed however many protocols scored it (a fit reused from disk does not count). Wall clock:
+    it carries the load of the machine at the time."""
     import statistics
-    from bench.io import read_json
-    seconds = {}
-    for path in Path(out, dataset).glob(f"*/{method}/{params_hash}/seed*/result.json"):
-        try:
-            r = read_json(path)
-            if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
-                seconds.setdefault(r["seed"], r["timings"]["fit_s"])  # one fit per seed, scored under many protocols
-        except (ValueError, KeyError, TypeError):
+    from bench.results import iter_results
+    base = Path(out) / dataset
+    seconds: dict[tuple[str, str], dict[int, float]] = {}
+    for folder, r in iter_results(base):
+        if len(folder.relative_to(base).parts) != 4:  # <protocol>/<method>/<hash>/seed<N>; not robustness cells
             continue
-    return statistics.median(seconds.values()) / 60 if seconds else None
+        try:
+            if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
+                key = (r["method"]["name"], r["method"]["params_hash"])
+                seconds.setdefault(key, {}).setdefault(r["seed"], r["timings"]["fit_s"])
+        except (KeyError, TypeError, AttributeError):
+            continue
+    return {key: statistics.median(by_seed.values()) / 60 for key, by_seed in seconds.items()}
 
 
 def plan_state(plan: RunPlan) -> pd.DataFrame:
@@ -236,18 +239,18 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     from bench.fits import fit_dir, resume_dir
     from bench.resume import progress_note
     from bench.results import cell_dir, is_finished, params_hash
-    rows, loaded = [], {}
+    rows, loaded, minutes = [], {}, {}
     for cell in plan.cells:
         if cell.dataset not in loaded:
             loaded[cell.dataset] = load_dataset(cell.dataset, plan.data_root)
+            minutes[cell.dataset] = recorded_fit_minutes(plan.out, loaded[cell.dataset].name)
         ds = loaded[cell.dataset]
         params = cell.build_method().get_params()
         fit = fit_dir(plan.out, ds.name, cell.method, params, cell.seed)
         note = None if plan.force else progress_note(resume_dir(fit))
         fit_state = ("saved" if not plan.force and (fit / "fit.json").is_file()
                      else f"resumable ({note[0]})" if note else "none")
-        estimate = None if fit_state == "saved" else recorded_fit_minutes(plan.out, ds.name, cell.method,
-                                                                           params_hash(params))
+        estimate = None if fit_state == "saved" else minutes[cell.dataset].get((cell.method, params_hash(params)))
         for p in cell.protocols:
             done = not plan.force and is_finished(cell_dir(plan.out, ds.name, p, cell.method, params, cell.seed),
                                                   ds.fingerprint)
