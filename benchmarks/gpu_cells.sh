@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # LLM cells on a lent GPU machine (../shared/design/gpu-recipe.md says how the code, wheels and data get there).
 # Three jobs share the GPU (each is launch-bound, so they overlap well), each under the call's deadline:
-#   1. tallrec, paper profile; then tallrec with a GPU-sized budget (q,k,v,o + MLP LoRA, 20k histories x 8
+#   1. tallrec, paper profile; then tallrec with a GPU-sized budget (q,k,v,o + MLP LoRA, 6000 histories x 8
 #      candidates, listwise loss): does an LM that sees enough data pass the textsim floor?
-#   2. ganprompt, paper profile (the paper's stated settings)
+#   2. ganprompt with the same stage-2 budget as that tallrec (the quick profile's split encoder context, input+last
+#      states and projection warm-up; the paper's stage 1); then ganprompt, paper profile (the paper's settings)
 #   3. the RQ1 robustness suite at 300 users x 20 candidates (ganprompt vs tallrec, quick profiles)
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
 # runs/gpu. After each job the finished cells are tarred into $OUT, so a call that is cut off still returns them.
-# Usage: OUT=... DEADLINE_S=... [GPU_QUICK=1: tiny budgets, for a rehearsal on a CPU] benchmarks/gpu_cells.sh
+# Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [GPU_QUICK=1: tiny budgets, for a rehearsal on a CPU] benchmarks/gpu_cells.sh
 set -u
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 START=$(date +%s); DEADLINE=${DEADLINE_S:-480}
@@ -27,6 +28,7 @@ pack() {  # atomic: jobs pack concurrently
 }
 job() {  # job NAME MIN_SECONDS_LEFT COMMAND...: runs unless too little time is left; killed 20 s before the deadline
   local name=$1 need=$2 l; shift 2; l=$(left)
+  if [ -n "${JOBS:-}" ] && [[ ",$JOBS," != *",$name,"* ]]; then return; fi  # JOBS=a,b: only these
   if [ "$l" -lt "$need" ]; then echo "SKIP $name: $l s left, needs $need"; return; fi
   echo "START $name at $(( $(date +%s) - START )) s (limit $(( l - 20 )) s)"
   timeout -k 5 $(( l - 20 )) "$@" >>"$OUT/$name.log" 2>&1
@@ -35,6 +37,7 @@ job() {  # job NAME MIN_SECONDS_LEFT COMMAND...: runs unless too little time is 
 if [ "${GPU_QUICK:-0}" = 1 ]; then  # the same commands with CPU-sized budgets
   PROTO=sampled-uniform-n19-u3
   BIG=(--set tallrec.train_groups=16 --set tallrec.valid_users=8 --set tallrec.eval_every=2)
+  GBIG=(--set ganprompt.train_groups=8 --set ganprompt.stage1_groups=4 --set ganprompt.align_steps=2 --set ganprompt.attribute_samples=4 --set ganprompt.stage1_batch=2 --set ganprompt.valid_users=8 --set ganprompt.eval_every=2)
   SMALL=(--users 3); GP=(--set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4 --set ganprompt.valid_users=0
     --set ganprompt.stage1_batch=2 --set ganprompt.batch_groups=2); TP=(--set tallrec.train_groups=4 --set tallrec.valid_users=0)
   RB=(--set ganprompt.align_steps=2 --set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4
@@ -42,7 +45,7 @@ if [ "${GPU_QUICK:-0}" = 1 ]; then  # the same commands with CPU-sized budgets
     --set tallrec.train_groups=4 --set tallrec.epochs=1 --set tallrec.valid_users=0 --variants templates)
 else
   PROTO=sampled-uniform-n19-u300
-  BIG=(--set tallrec.train_groups=20000); SMALL=(); GP=(); TP=(); RB=()
+  BIG=(--set tallrec.train_groups=6000); GBIG=(--set ganprompt.train_groups=6000); SMALL=(); GP=(); TP=(); RB=()
 fi
 P=(--dataset beauty --protocol $PROTO --seeds 0 --no-leaderboard)
 python3 -c "from bench.data.prepare import load_dataset; import sys; load_dataset('beauty', data_root=sys.argv[1])" \
@@ -52,11 +55,17 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
   job tallrec-paper 60 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods tallrec --profile paper \
     --set tallrec.max_tokens=32768 "${TP[@]}" --out "$DEST"
   job tallrec-gpu 150 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods tallrec --profile paper \
-    --set tallrec.max_tokens=32768 --set tallrec.negatives=7 --set tallrec.loss=softmax --set tallrec.epochs=1 \
+    --set tallrec.max_tokens=16384 --set tallrec.negatives=7 --set tallrec.loss=softmax --set tallrec.epochs=1 \
     --set tallrec.lr=2e-4 --set tallrec.lora_targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
-    --set tallrec.eval_every=100 --set tallrec.max_minutes=6 "${BIG[@]}" --out "$DEST"
+    --set tallrec.eval_every=50 --set tallrec.max_minutes=6 "${BIG[@]}" --out "$DEST"
 ) &
 (
+  job ganprompt-gpu 200 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods ganprompt --profile paper \
+    --set ganprompt.encoder_context=split --set ganprompt.encoder_states=input+last --set ganprompt.align_steps=1500 \
+    --set ganprompt.proj_hidden=1024 --set ganprompt.stage1_groups=2000 --set ganprompt.stage2_variants=1 \
+    --set ganprompt.max_tokens=16384 --set ganprompt.negatives=7 --set ganprompt.loss=softmax --set ganprompt.epochs=1 \
+    --set ganprompt.lr=2e-4 --set ganprompt.lora_targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
+    --set ganprompt.eval_every=50 --set ganprompt.batch_groups=32 --set ganprompt.max_minutes=6 "${GBIG[@]}" --out "$DEST"
   job ganprompt-paper 200 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods ganprompt --profile paper \
     --set ganprompt.max_tokens=16384 --set ganprompt.max_minutes=6 "${GP[@]}" --out "$DEST"
 ) &

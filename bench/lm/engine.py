@@ -104,6 +104,7 @@ class YesNoEngine:
 
     def head_margins(self, states: torch.Tensor) -> torch.Tensor:
         """Margins from answer-position states (the output head only): the cached path, when only the head trains."""
+        states = states.to(self.device)  # validation states come back on the CPU (engine.states)
         with autocast(self.device):
             return yes_no_margin(output_head(self.model)(states).float(), self.yes_id, self.no_id)
 
