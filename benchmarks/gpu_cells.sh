@@ -36,8 +36,8 @@ job() {  # job NAME MIN_SECONDS_LEFT COMMAND...: runs unless too little time is 
 }
 if [ "${GPU_QUICK:-0}" = 1 ]; then  # the same commands with CPU-sized budgets
   PROTO=sampled-uniform-n19-u3
-  BIG=(--set tallrec.train_groups=16 --set tallrec.valid_users=8 --set tallrec.eval_every=2)
-  GBIG=(--set ganprompt.train_groups=8 --set ganprompt.stage1_groups=4 --set ganprompt.align_steps=2 --set ganprompt.attribute_samples=4 --set ganprompt.stage1_batch=2 --set ganprompt.valid_users=8 --set ganprompt.eval_every=2)
+  BIG=(--set tallrec.max_tokens=2048 --set tallrec.train_groups=16 --set tallrec.valid_users=8 --set tallrec.eval_every=2)
+  GBIG=(--set ganprompt.max_tokens=2048 --set ganprompt.train_groups=8 --set ganprompt.stage1_groups=4 --set ganprompt.align_steps=2 --set ganprompt.attribute_samples=4 --set ganprompt.stage1_batch=2 --set ganprompt.valid_users=8 --set ganprompt.eval_every=2)
   SMALL=(--users 3); GP=(--set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4 --set ganprompt.valid_users=0
     --set ganprompt.stage1_batch=2 --set ganprompt.batch_groups=2); TP=(--set tallrec.train_groups=4 --set tallrec.valid_users=0)
   RB=(--set ganprompt.align_steps=2 --set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4
