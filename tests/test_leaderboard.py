@@ -7,12 +7,14 @@ from bench.report.leaderboard import build, render, to_csv, write
 METRICS = ("auc", "gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10", "mrr")
 
 
-def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None):
+def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None, profile="quick", overrides=None,
+         device="cpu", params_hash="abcd1234"):
     m = {k: 0.1 for k in METRICS} | {"hr@10": hr10, "auc": 0.5 + hr10 / 2}
-    folder = root / "d" / "sampled-uniform-n99" / method / "abcd1234" / f"seed{seed}"
-    write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": "abcd1234",
-                                                   "profile": "quick", "params": params or {}},
-                                        "seed": seed, "metrics": m,
+    folder = root / "d" / "sampled-uniform-n99" / method / params_hash / f"seed{seed}"
+    write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": params_hash,
+                                                   "profile": profile, "params": params or {},
+                                                   "overrides": overrides or {}},
+                                        "seed": seed, "metrics": m, "environment": {"device": device},
                                         "dataset": {"fingerprint": "f", "text_source": {"title_words": 7}},
                                         "timings": {"fit_s": fit_s}})
 
@@ -24,6 +26,18 @@ def test_caption_states_each_methods_training_budget(tmp_path):
     md = render(build(tmp_path, "d"), "md")
     assert "- `sasrec`: profile quick: epochs 7, max_minutes 10; fit 120 s" in md
     assert "- `pop`: profile quick\n" in md, "no budget parameters and no fit time: the profile alone"
+
+
+def test_caption_names_what_was_set_away_from_the_profile_and_a_gpu(tmp_path):
+    fake(tmp_path, "tallrec", 0, 0.40, params={"epochs": 3, "train_groups": 256}, fit_s=50.0, profile="paper",
+         params_hash="aaaa1111")
+    fake(tmp_path, "tallrec", 0, 0.50, params={"epochs": 1, "train_groups": 6000, "lr": 2e-4}, fit_s=100.0,
+         profile="paper", overrides={"train_groups": 6000, "epochs": 1, "lr": 2e-4, "loss": "softmax"}, device="cuda",
+         params_hash="bbbb2222")
+    md = render(build(tmp_path, "d"), "md")
+    assert "- `tallrec[aaaa1111]`: profile paper: epochs 3, train_groups 256; fit 50 s" in md
+    assert ("- `tallrec[bbbb2222]`: profile paper: epochs 1, train_groups 6000; also set: loss softmax, lr 0.0002; "
+            "trained on cuda; fit 100 s") in md, "budget keys are listed once, the other overrides after them"
 
 
 def test_table_marks_best_and_improvement(tmp_path):

@@ -62,7 +62,8 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
         m = res["method"]
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
-                     "budget": budget_text(m.get("profile"), m.get("params") or {}),
+                     "budget": budget_text(m.get("profile"), m.get("params") or {}, m.get("overrides"),
+                                           (res.get("environment") or {}).get("device")),
                      "fit_s": (res.get("timings") or {}).get("fit_s"),
                      "text_source": (res.get("dataset") or {}).get("text_source"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
@@ -156,11 +157,17 @@ BUDGET_KEYS = ("epochs", "pretrain_epochs", "cf_epochs", "stage1_epochs", "stage
                "negatives", "align_steps", "train_samples", "max_minutes")
 
 
-def budget_text(profile: str | None, params: dict) -> str:
-    """What bounded a cell's training, from its recorded params: the profile and the budget parameters it has."""
+def budget_text(profile: str | None, params: dict, overrides: dict | None = None, device: str | None = None) -> str:
+    """What bounded a cell's training, from its recorded params: the profile and the budget parameters it has, the
+    other parameters set away from the profile (`--set`), and the device when it was not the CPU."""
     parts = [f"{k} {params[k]}" for k in BUDGET_KEYS if params.get(k) is not None]
-    head = f"profile {profile}" if profile else "no profile"
-    return head + (": " + ", ".join(parts) if parts else "")
+    text = (f"profile {profile}" if profile else "no profile") + (": " + ", ".join(parts) if parts else "")
+    changed = [f"{k} {v}" for k, v in sorted((overrides or {}).items()) if k not in BUDGET_KEYS]
+    if changed:
+        text += "; also set: " + ", ".join(changed)
+    if device and device != "cpu":
+        text += f"; trained on {device}"
+    return text
 
 
 def _budget_note(lb: Leaderboard) -> str:
