@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# LLM cells on a lent GPU machine (../shared/design/gpu-recipe.md says how the code, wheels and data get there).
+# LLM cells on a lent GPU machine (benchmarks/gpu_pack.sh packs the wheels, data and git state it needs and says how
+# to get them there).
 # Three jobs share the GPU (each is launch-bound, so they overlap well), each under the call's deadline:
 #   1. tallrec, paper profile; then tallrec with a GPU-sized budget (q,k,v,o + MLP LoRA, 6000 histories x 8
 #      candidates, listwise loss): does an LM that sees enough data pass the textsim floor?
