@@ -402,7 +402,7 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
         result = _run_grid(dataset, methods, seeds, protocol.tag, "uniform", negatives, users, profile, overrides,
                            root, data_root, force, executor, ray_address, on_plan=on_plan, **callbacks)
     name = _dataset_name(dataset)
-    md, df = side_by_side(root, name, table, protocol.tag)
+    md, df = side_by_side(root, name, table, protocol.tag, profile, parse_overrides(overrides, methods))
     return Reproduction(md, df, protocol.tag, save(root, name, table, protocol.tag, md, df), result)
 
 

@@ -106,3 +106,20 @@ def test_reproduce_prints_the_chance_level_of_our_protocol(tmp_path):
     assert "Chance level with 100 candidates: AUC 0.5, HR@10 0.1000, NDCG@10 0.0454, MRR 0.0519" in md
     chance = df.groupby("metric")["chance"].first()
     assert all(chance[m] == pytest.approx(v) for m, v in hand.items())
+
+
+def test_reproduce_row_is_the_asked_profiles_configuration_where_a_method_has_several(tmp_path):
+    from bench.method import get_method
+    from bench.report.reproduce import side_by_side
+    from bench.results import params_hash
+    quick = params_hash(get_method("tallrec").from_profile("quick").get_params())
+    paper = params_hash(get_method("tallrec").from_profile("paper").get_params())
+    fake(tmp_path, "tallrec", 0, 0.60, params_hash=quick)
+    fake(tmp_path, "tallrec", 0, 0.80, params_hash=paper, profile="paper")
+    rows = {p: next(line for line in side_by_side(tmp_path, "d", "beauty", "sampled-uniform-n99", profile=p)[0]
+                    .splitlines() if line.startswith("| tallrec")) for p in ("quick", "paper")}
+    assert "0.6000 / 0.4713" in rows["quick"] and "0.8000 / 0.4713" in rows["paper"], "HR@10 of the asked profile"
+    other = params_hash(get_method("tallrec").from_profile("quick", lr=0.5).get_params())
+    assert "not run" in side_by_side(tmp_path, "d", "beauty", "sampled-uniform-n99",
+                                     overrides={"tallrec": {"lr": 0.5}})[0].split("| tallrec")[1].split("\n")[0]
+    assert other not in (quick, paper)

@@ -31,16 +31,37 @@ def paper_methods() -> list[str]:
     return list(yaml.safe_load(PAPER.read_text())["rows"].values())
 
 
-def side_by_side(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, pd.DataFrame]:
+def _expected_hash(method: str, profile: str, overrides: dict) -> str | None:
+    """The params hash `profile` (+ overrides) gives `method`, or None where the method has no such profile."""
+    from bench.method import get_method
+    from bench.results import params_hash
+    try:
+        return params_hash(get_method(method).from_profile(profile, **overrides).get_params())
+    except BenchError:
+        return None
+
+
+def _row_label(labels, method: str, profile: str, overrides: dict) -> str | None:
+    """The leaderboard label of our row for `method`: its only configuration under the protocol, or, where it has
+    several (labelled name[hash]), the one `profile` (+ overrides) gives; None = not run."""
+    if method in labels:
+        return method
+    mine = f"{method}[{_expected_hash(method, profile, overrides)}]"
+    return mine if mine in labels else None
+
+
+def side_by_side(root: Path, dataset: str, table: str, protocol: str, profile: str = "quick",
+                 overrides: dict | None = None) -> tuple[str, pd.DataFrame]:
     paper = paper_table(table)
     lb = build_leaderboard(root, dataset, protocol, significance=False)
     proto = Protocol.from_tag(protocol)
     chance = proto.chance() or {}  # random scores under our protocol: the floor both columns are read against
     rows, flat = [], []
     for method in paper.index:
+        label = _row_label(set(lb.mean.index), method, profile, (overrides or {}).get(method) or {})
         for m in paper.columns:
-            ours = lb.mean.at[method, m] if method in lb.mean.index else float("nan")
-            std = lb.std.at[method, m] if method in lb.std.index else float("nan")
+            ours = lb.mean.at[label, m] if label is not None else float("nan")
+            std = lb.std.at[label, m] if label is not None else float("nan")
             flat.append({"method": method, "metric": m, "ours": ours, "ours_std": std, "paper": paper.at[method, m],
                          "diff": ours - paper.at[method, m], "chance": chance.get(m, float("nan"))})
     df = pd.DataFrame(flat)
@@ -58,8 +79,9 @@ def side_by_side(root: Path, dataset: str, table: str, protocol: str) -> tuple[s
     md = tabulate(rows, headers=["Method", *[c.upper() for c in paper.columns], "paper row breaks"],
                   tablefmt="github", disable_numparse=True)
     md += (f"\n\nEach cell: ours / paper (ours - paper). Ours: dataset `{dataset}`, protocol `{protocol}`, mean over "
-           f"seeds; paper: GANPrompt paper, table `{table}` (N negatives not stated there). The last column lists the "
-           "metric invariants the published row violates." + chance_note(protocol)
+           f"seeds; where a method has several configurations under this protocol, the row is the `{profile}` "
+           f"profile's; paper: GANPrompt paper, table `{table}` (N negatives not stated there). The last column lists "
+           "the metric invariants the published row violates." + chance_note(protocol)
            + (" The chance row is for our protocol; the paper's chance level is unknown, as is its N." if chance else "") + "\n")
     return md, df
 
@@ -72,6 +94,7 @@ def save(root: Path, dataset: str, table: str, protocol: str, md: str, df: pd.Da
     return paths
 
 
-def write(root: Path, dataset: str, table: str, protocol: str) -> tuple[str, list[Path]]:
-    md, df = side_by_side(root, dataset, table, protocol)
+def write(root: Path, dataset: str, table: str, protocol: str, profile: str = "quick",
+          overrides: dict | None = None) -> tuple[str, list[Path]]:
+    md, df = side_by_side(root, dataset, table, protocol, profile, overrides)
     return md, save(root, dataset, table, protocol, md, df)
