@@ -140,3 +140,15 @@ def test_a_methods_subset_is_its_own_holm_family_and_file(tmp_path):
     assert not set(a) & set(b), "the subset's report never overwrites the full comparison's"
     with pytest.raises(BenchError, match="--methods nope: no result"):
         compare(tmp_path, "d", PROTO, "ndcg@10", reference="full", methods=["nope"])
+
+
+def test_a_reference_with_several_configurations_must_be_named_by_its_label(tmp_path):
+    fake(tmp_path, "full", 0, noisy(0, 0.05, n=100), params_hash="aaaa0000", kind="proposed")
+    fake(tmp_path, "full", 0, noisy(1, 0.10, n=100), params_hash="bbbb1111", kind="proposed")
+    fake(tmp_path, "abl", 0, noisy(2, 0.0, n=100), kind="proposed")
+    for methods in (None, ["abl"]):
+        with pytest.raises(BenchError, match=r"several configurations .* full\[aaaa0000\], full\[bbbb1111\]") as e:
+            compare(tmp_path, "d", reference="full", methods=methods, n_boot=20)
+        assert "\n" not in str(e.value)
+    rows = compare(tmp_path, "d", reference="full[aaaa0000]", methods=["abl"], n_boot=20).rows
+    assert list(rows["method"]) == ["abl"] and set(rows["reference"]) == {"full[aaaa0000]"}

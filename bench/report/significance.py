@@ -221,6 +221,7 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
         raise BenchError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
     key = _tested_metric(metric)
     per_user, kinds = _load(root, dataset, protocol_tag, metric)
+    several = sorted(lab for lab in per_user if lab.split("[")[0] == reference and lab != reference)
     if methods:  # a label is the name, or name[hash] where a name has several configurations
         named = {lab: {lab, lab.split("[")[0]} for lab in per_user}
         missing = [m for m in methods if not any(m in names for names in named.values())]
@@ -234,6 +235,9 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     score = {lab: float(seed_means[lab].mean()) for lab in labels}   # what "best" means: mean over seeds
 
     if reference is not None and reference not in per_user:
+        if several:
+            raise BenchError(f"reference method {reference!r} has several configurations in {dataset}/"
+                             f"{protocol_tag}: name one, e.g. --reference '{several[0]}'; they are: {', '.join(several)}")
         raise BenchError(f"reference method {reference!r} has no result for {dataset}/{protocol_tag}; "
                          f"has: {', '.join(labels)}")
     if all_pairs:
