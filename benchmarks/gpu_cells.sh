@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LLM cells on a lent GPU machine (benchmarks/gpu_pack.sh packs the wheels, data and git state it needs and says how
 # to get them there).
-# Three jobs share the GPU (each is launch-bound, so they overlap well), each under the call's deadline:
+# Three chains of jobs share the GPU (each is launch-bound, so they overlap well), each under the call's deadline:
 #   1. tallrec, paper profile; then tallrec with a GPU-sized budget (q,k,v,o + MLP LoRA, 6000 histories x 8
 #      candidates, listwise loss): does an LM that sees enough data pass the textsim floor?
 #   2. ganprompt with the same stage-2 budget as that tallrec (the quick profile's split encoder context, input+last
@@ -9,7 +9,11 @@
 #   3. the RQ1 robustness suite at 300 users x 20 candidates (ganprompt vs tallrec, quick profiles)
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
 # runs/gpu. After each job the finished cells are tarred into $OUT, so a call that is cut off still returns them.
-# Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [GPU_QUICK=1: tiny budgets, for a rehearsal on a CPU] benchmarks/gpu_cells.sh
+# Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [SEEDS=0,1,2] [DATASET=beauty-5core]
+#        [GPU_QUICK=1: tiny budgets, for a rehearsal on a CPU] benchmarks/gpu_cells.sh
+# Seen on an H200 (2026-11-28, beauty, seed 0, the three chains at once): tallrec-paper 63 s, tallrec-gpu 110 s,
+# robustness 322 s, ganprompt-gpu 456 s (stage 1 at the paper's batch of 256 x 6 variants: 194 s); ganprompt-paper
+# alone did not finish in 243 s. The robustness job runs on `beauty` only (its published report).
 set -u
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 START=$(date +%s); DEADLINE=${DEADLINE_S:-480}
@@ -48,9 +52,11 @@ else
   PROTO=sampled-uniform-n19-u300
   BIG=(--set tallrec.train_groups=6000); GBIG=(--set ganprompt.train_groups=6000); SMALL=(); GP=(); TP=(); RB=()
 fi
-P=(--dataset beauty --protocol $PROTO --seeds 0 --no-leaderboard)
-python3 -c "from bench.data.prepare import load_dataset; import sys; load_dataset('beauty', data_root=sys.argv[1])" \
-  "${DATA[1]}" || exit 1  # prepared once, before the jobs read the cache
+P=(--dataset "${DATASET:-beauty}" --protocol $PROTO --seeds "${SEEDS:-0}" --no-leaderboard)
+for d in "${DATASET:-beauty}" beauty; do  # prepared once, before the jobs read the cache
+  python3 -c "from bench.data.prepare import load_dataset; import sys; load_dataset(sys.argv[1], data_root=sys.argv[2])" \
+    "$d" "${DATA[1]}" || exit 1
+done
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 (
   job tallrec-paper 60 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods tallrec --profile paper \
