@@ -150,5 +150,6 @@ def test_a_reference_with_several_configurations_must_be_named_by_its_label(tmp_
         with pytest.raises(BenchError, match=r"several configurations .* full\[aaaa0000\], full\[bbbb1111\]") as e:
             compare(tmp_path, "d", reference="full", methods=methods, n_boot=20)
         assert "\n" not in str(e.value)
-    rows = compare(tmp_path, "d", reference="full[aaaa0000]", methods=["abl"], n_boot=20).rows
-    assert list(rows["method"]) == ["abl"] and set(rows["reference"]) == {"full[aaaa0000]"}
+    rep = compare(tmp_path, "d", reference="full[aaaa0000]", methods=["abl"], n_boot=20)
+    assert list(rep.rows["method"]) == ["abl"] and set(rep.rows["reference"]) == {"full[aaaa0000]"}
+    assert rep.comparison.startswith("vs-full-aaaa0000-subset-"), "no glob brackets in the file name"

@@ -270,7 +270,9 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     df["holm_p"] = holm(df["wilcoxon_p" if test == "wilcoxon" else "t_p"].tolist())
     sig = df["holm_p"] < alpha
     df["verdict"] = np.where(sig & (df["diff"] > 0), "better", np.where(sig & (df["diff"] < 0), "worse", "n.s."))
-    comparison = "all-pairs" if all_pairs else (f"vs-{reference}" if reference is not None else "best-baseline")
+    # a label's [hash] becomes -hash: brackets in a file name are a glob class in every shell
+    ref = reference.replace("[", "-").replace("]", "") if reference is not None else None
+    comparison = "all-pairs" if all_pairs else (f"vs-{ref}" if ref is not None else "best-baseline")
     if methods:  # a subset is another report: its own file, never the full comparison's
         comparison += f"-subset-{hashlib.sha1(','.join(sorted(labels)).encode()).hexdigest()[:8]}"
     return SignificanceReport(dataset, protocol_tag, key, metric, test, alpha, df[list(SignificanceReport.COLUMNS)],
