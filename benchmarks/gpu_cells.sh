@@ -7,6 +7,7 @@
 #   2. ganprompt with the same stage-2 budget as that tallrec (the quick profile's split encoder context, input+last
 #      states and projection warm-up; the paper's stage 1); then ganprompt, paper profile (the paper's settings)
 #   3. the RQ1 robustness suite at 300 users x 20 candidates (ganprompt vs tallrec, quick profiles)
+# Opt-in (JOBS=ablations-gpu,robustness-gpu,...): GANPrompt's ablations and the RQ1 suite on the GPU budget.
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
 # runs/gpu. After each job the finished cells are tarred into $OUT, so a call that is cut off still returns them.
 # Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [SEEDS=0,1,2] [DATASET=beauty-5core]
@@ -26,6 +27,7 @@ s = git_state(); print("git state:", s)
 raise SystemExit(0 if s["commit"] and s["dirty"] is False else 1)
 EOF
 echo "writing to $DEST"
+OPT_IN=ablations-gpu,robustness-gpu  # for the next lent GPU: the GANPrompt ablations (RQ3) and RQ1 on the GPU budget
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 pack() {  # atomic: jobs pack concurrently
   local t; t=$(mktemp "$OUT/.cells.XXXX")
@@ -34,23 +36,44 @@ pack() {  # atomic: jobs pack concurrently
 job() {  # job NAME MIN_SECONDS_LEFT COMMAND...: runs unless too little time is left; killed 20 s before the deadline
   local name=$1 need=$2 l; shift 2; l=$(left)
   if [ -n "${JOBS:-}" ] && [[ ",$JOBS," != *",$name,"* ]]; then return; fi  # JOBS=a,b: only these
+  if [ -z "${JOBS:-}" ] && [[ ",$OPT_IN," == *",$name,"* ]]; then return; fi  # run only when JOBS names them
   if [ "$l" -lt "$need" ]; then echo "SKIP $name: $l s left, needs $need"; return; fi
   echo "START $name at $(( $(date +%s) - START )) s (limit $(( l - 20 )) s)"
   timeout -k 5 $(( l - 20 )) "$@" >>"$OUT/$name.log" 2>&1
   echo "END $name rc=$? at $(( $(date +%s) - START )) s"; pack
 }
+ALL=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+sets() {  # sets gpu|paper METHOD...: --set flags; gpu = the GPU stage-2 budget; GPU_QUICK=1 adds CPU-sized ones
+  local m kv s
+  for m in "${@:2}"; do
+    s=()
+    if [ "$1" = gpu ]; then
+      s=(max_tokens=16384 negatives=7 loss=softmax epochs=1 lr=2e-4 lora_targets=$ALL eval_every=50 max_minutes=6
+         train_groups=6000)
+      [[ $m == ganprompt* ]] && s+=(encoder_context=split encoder_states=input+last align_steps=1500 proj_hidden=1024
+                                    stage1_groups=2000 stage2_variants=1 batch_groups=32)
+    fi
+    if [ "${GPU_QUICK:-0}" = 1 ]; then
+      if [[ $m == ganprompt* ]]; then
+        s+=(max_tokens=2048 train_groups=8 stage1_groups=4 align_steps=2 attribute_samples=4 stage1_batch=2
+            valid_users=8 eval_every=2)
+      else s+=(max_tokens=2048 train_groups=16 valid_users=8 eval_every=2); fi
+    fi
+    for kv in "${s[@]}"; do printf -- '--set\n%s.%s\n' "$m" "$kv"; done
+  done
+}
+ABLATIONS=ganprompt-noattr,ganprompt-nodiv,ganprompt-nogan,ganprompt-plain
+mapfile -t TG < <(sets gpu tallrec); mapfile -t GG < <(sets gpu ganprompt)
+mapfile -t AG < <(sets gpu ${ABLATIONS//,/ })
 if [ "${GPU_QUICK:-0}" = 1 ]; then  # the same commands with CPU-sized budgets
-  PROTO=sampled-uniform-n19-u3
-  BIG=(--set tallrec.max_tokens=2048 --set tallrec.train_groups=16 --set tallrec.valid_users=8 --set tallrec.eval_every=2)
-  GBIG=(--set ganprompt.max_tokens=2048 --set ganprompt.train_groups=8 --set ganprompt.stage1_groups=4 --set ganprompt.align_steps=2 --set ganprompt.attribute_samples=4 --set ganprompt.stage1_batch=2 --set ganprompt.valid_users=8 --set ganprompt.eval_every=2)
-  SMALL=(--users 3); GP=(--set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4 --set ganprompt.valid_users=0
+  PROTO=sampled-uniform-n19-u3; SMALL=(--users 3); RQ=(--users 3 --variants templates)
+  GP=(--set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4 --set ganprompt.valid_users=0
     --set ganprompt.stage1_batch=2 --set ganprompt.batch_groups=2); TP=(--set tallrec.train_groups=4 --set tallrec.valid_users=0)
   RB=(--set ganprompt.align_steps=2 --set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4
     --set ganprompt.stage1_groups=2 --set ganprompt.epochs=1 --set ganprompt.valid_users=0
     --set tallrec.train_groups=4 --set tallrec.epochs=1 --set tallrec.valid_users=0 --variants templates)
 else
-  PROTO=sampled-uniform-n19-u300
-  BIG=(--set tallrec.train_groups=6000); GBIG=(--set ganprompt.train_groups=6000); SMALL=(); GP=(); TP=(); RB=()
+  PROTO=sampled-uniform-n19-u300; SMALL=(); RQ=(); GP=(); TP=(); RB=()
 fi
 P=(--dataset "${DATASET:-beauty}" --protocol $PROTO --seeds "${SEEDS:-0}" --no-leaderboard)
 for d in "${DATASET:-beauty}" beauty; do  # prepared once, before the jobs read the cache
@@ -61,24 +84,22 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 (
   job tallrec-paper 60 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods tallrec --profile paper \
     --set tallrec.max_tokens=32768 "${TP[@]}" --out "$DEST"
-  job tallrec-gpu 150 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods tallrec --profile paper \
-    --set tallrec.max_tokens=16384 --set tallrec.negatives=7 --set tallrec.loss=softmax --set tallrec.epochs=1 \
-    --set tallrec.lr=2e-4 --set tallrec.lora_targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
-    --set tallrec.eval_every=50 --set tallrec.max_minutes=6 "${BIG[@]}" --out "$DEST"
+  job tallrec-gpu 150 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods tallrec --profile paper "${TG[@]}" \
+    --out "$DEST"
+  job ablations-gpu 300 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods $ABLATIONS --profile paper "${AG[@]}" \
+    --out "$DEST"
 ) &
 (
-  job ganprompt-gpu 200 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods ganprompt --profile paper \
-    --set ganprompt.encoder_context=split --set ganprompt.encoder_states=input+last --set ganprompt.align_steps=1500 \
-    --set ganprompt.proj_hidden=1024 --set ganprompt.stage1_groups=2000 --set ganprompt.stage2_variants=1 \
-    --set ganprompt.max_tokens=16384 --set ganprompt.negatives=7 --set ganprompt.loss=softmax --set ganprompt.epochs=1 \
-    --set ganprompt.lr=2e-4 --set ganprompt.lora_targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
-    --set ganprompt.eval_every=50 --set ganprompt.batch_groups=32 --set ganprompt.max_minutes=6 "${GBIG[@]}" --out "$DEST"
+  job ganprompt-gpu 200 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods ganprompt --profile paper "${GG[@]}" \
+    --out "$DEST"
   job ganprompt-paper 200 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods ganprompt --profile paper \
     --set ganprompt.max_tokens=16384 --set ganprompt.max_minutes=6 "${GP[@]}" --out "$DEST"
 ) &
 (
   job robustness 200 python3 bench.py robustness --dataset beauty "${DATA[@]}" --methods ganprompt,tallrec \
     --pair ganprompt,tallrec "${RB[@]}" "${SMALL[@]}" --out "$DEST"
+  job robustness-gpu 400 python3 bench.py robustness --dataset beauty "${DATA[@]}" --methods ganprompt,tallrec \
+    --pair ganprompt,tallrec --profile paper "${TG[@]}" "${GG[@]}" "${RQ[@]}" --out "$DEST"
 ) &
 wait
 pack
