@@ -188,6 +188,12 @@ def write_cell(folder: Path, result: dict, per_user: dict[str, np.ndarray]) -> N
     write_json(folder / "result.json", result)
 
 
+def profile_params_hash(method: str, profile: str = "quick", overrides: dict | None = None) -> str:
+    """The params hash that `profile` (+ overrides) gives `method` today: the folder its cells go to."""
+    from bench.method import get_method
+    return params_hash(get_method(method).from_profile(profile, **(overrides or {})).get_params())
+
+
 def method_labels(names_and_hashes) -> list[str]:
     """Report labels for (method name, params hash) pairs: the name, or name[hash] where one name has several
     configurations, so that two configurations are never averaged together (leaderboard, significance, robustness)."""

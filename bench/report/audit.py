@@ -43,10 +43,8 @@ def published_cells(root: Path):
 
 
 def _current_params_hash(method: dict) -> str:
-    from bench.method import get_method
-    from bench.results import params_hash
-    cls = get_method(method["name"])
-    return params_hash(cls.from_profile(method.get("profile", "quick"), **(method.get("overrides") or {})).get_params())
+    from bench.results import profile_params_hash
+    return profile_params_hash(method["name"], method.get("profile", "quick"), method.get("overrides"))
 
 
 def check_cell(folder: Path, res: dict, commits: dict[str, bool]) -> tuple[list[str], list[str]]:

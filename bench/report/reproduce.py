@@ -33,10 +33,9 @@ def paper_methods() -> list[str]:
 
 def _expected_hash(method: str, profile: str, overrides: dict) -> str | None:
     """The params hash `profile` (+ overrides) gives `method`, or None where the method has no such profile."""
-    from bench.method import get_method
-    from bench.results import params_hash
+    from bench.results import profile_params_hash
     try:
-        return params_hash(get_method(method).from_profile(profile, **overrides).get_params())
+        return profile_params_hash(method, profile, overrides)
     except BenchError:
         return None
 
