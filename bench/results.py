@@ -194,6 +194,16 @@ def profile_params_hash(method: str, profile: str = "quick", overrides: dict | N
     return params_hash(get_method(method).from_profile(profile, **(overrides or {})).get_params())
 
 
+def config_label(name: str, params_hash_: str) -> str:
+    """The report label of one configuration of a method that has several: name[hash]."""
+    return f"{name}[{params_hash_}]"
+
+
+def label_name(label: str) -> str:
+    """The method name behind a report label (`name` or `name[hash]`)."""
+    return label.split("[", 1)[0]
+
+
 def method_labels(names_and_hashes) -> list[str]:
     """Report labels for (method name, params hash) pairs: the name, or name[hash] where one name has several
     configurations, so that two configurations are never averaged together (leaderboard, significance, robustness)."""
@@ -201,7 +211,7 @@ def method_labels(names_and_hashes) -> list[str]:
     hashes: dict[str, set] = {}
     for name, h in pairs:
         hashes.setdefault(name, set()).add(h)
-    return [name if len(hashes[name]) == 1 else f"{name}[{h}]" for name, h in pairs]
+    return [name if len(hashes[name]) == 1 else config_label(name, h) for name, h in pairs]
 
 
 def iter_results(root: Path, dataset: str | None = None) -> Iterator[tuple[Path, dict]]:

@@ -123,3 +123,10 @@ def test_reproduce_row_is_the_asked_profiles_configuration_where_a_method_has_se
     assert "not run" in side_by_side(tmp_path, "d", "beauty", "sampled-uniform-n99",
                                      overrides={"tallrec": {"lr": 0.5}})[0].split("| tallrec")[1].split("\n")[0]
     assert other not in (quick, paper)
+
+
+def test_labels_split_configurations_and_name_them_back():
+    from bench.results import label_name, method_labels
+    labels = method_labels([("sasrec", "aa11"), ("sasrec", "bb22"), ("pop", "cc33")])
+    assert labels == ["sasrec[aa11]", "sasrec[bb22]", "pop"]
+    assert [label_name(lab) for lab in labels] == ["sasrec", "sasrec", "pop"]

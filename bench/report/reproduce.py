@@ -15,6 +15,7 @@ from bench.io import write_text
 from bench.protocol import Protocol
 from bench.report.leaderboard import build as build_leaderboard
 from bench.report.leaderboard import chance_note
+from bench.results import config_label
 
 PAPER = Path(__file__).with_name("paper_tables.yaml")
 
@@ -45,7 +46,7 @@ def _row_label(labels, method: str, profile: str, overrides: dict) -> str | None
     several (labelled name[hash]), the one `profile` (+ overrides) gives; None = not run."""
     if method in labels:
         return method
-    mine = f"{method}[{_expected_hash(method, profile, overrides)}]"
+    mine = config_label(method, _expected_hash(method, profile, overrides))
     return mine if mine in labels else None
 
 

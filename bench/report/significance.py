@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.report.labels import KIND_ORDER, header
-from bench.results import iter_results, method_labels, per_user_values
+from bench.results import iter_results, label_name, method_labels, per_user_values
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
 REFERENCE_KINDS = ("baseline", "text", "llm")
@@ -221,9 +221,9 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
         raise BenchError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
     key = _tested_metric(metric)
     per_user, kinds = _load(root, dataset, protocol_tag, metric)
-    several = sorted(lab for lab in per_user if lab.split("[")[0] == reference and lab != reference)
+    several = sorted(lab for lab in per_user if label_name(lab) == reference and lab != reference)
     if methods:  # a label is the name, or name[hash] where a name has several configurations
-        named = {lab: {lab, lab.split("[")[0]} for lab in per_user}
+        named = {lab: {lab, label_name(lab)} for lab in per_user}
         missing = [m for m in methods if not any(m in names for names in named.values())]
         if missing:
             raise BenchError(f"--methods {', '.join(missing)}: no result for {dataset}/{protocol_tag}; "
