@@ -116,12 +116,14 @@ def cmd_run(args) -> int:
         todo = state[state["state"] == "to run"]
         fits = todo.drop_duplicates(["dataset", "method", "seed"])
         trained = fits[fits["fit"] != "saved"]
-        known = trained["fit_min_est"].dropna()
+        known = trained.dropna(subset=["fit_min_est"])
+        scaled = int(known["est_from"].str.startswith("scaled").sum())
         print(f"\n{len(state) - len(todo)} of {len(state)} results finished; {len(todo)} to run "
               f"({len(fits)} fits) under {plan.out}")
         if len(trained):
-            timed = (f"{len(known)} of them about {known.sum():.0f} min in all, by the fit times of their finished "
-                     "seeds (wall clock, under the load of that day); " if len(known) else "")
+            timed = (f"{len(known)} of them about {known['fit_min_est'].sum():.0f} min in all, by the fit times their "
+                     f"finished seeds recorded ({scaled} scaled from another dataset by its interaction count; wall "
+                     "clock, under the load of that day); " if len(known) else "")
             print(f"fits to train: {len(trained)}; {timed}{len(trained) - len(known)} fit(s) with no record yet")
         return 0
     with _display(args.out) as callbacks:
@@ -395,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-leaderboard", dest="leaderboard", action="store_false", help="skip the leaderboard at the end")
     r.add_argument("--dry-run", action="store_true",
                    help="list every (cell, protocol) of the grid as finished / to run, whether its fit is saved or "
-                        "resumable, and the fit time its method's finished seeds recorded, without running anything")
+                        "resumable, and the fit time its method's finished seeds recorded (else a record on another "
+                        "dataset scaled by interactions), without running anything")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("reproduce", help="run the grid of a paper table and render it beside the published numbers",

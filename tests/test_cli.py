@@ -60,10 +60,11 @@ def test_run_then_leaderboard(tmp_path):
     assert r5.returncode == 0, r5.stderr
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[1:3]): [c.strip() for c in line.strip("|").split("|")]
             for line in r5.stdout.splitlines() if line.startswith("| ml-100k")}
-    assert rows["pop", "0"][4:] == ["finished", "-", "-"]
+    assert rows["pop", "0"][4:] == ["finished", "-", "-", "-"]
     # pop seed 1 has an estimate from seed 0's recorded fit time; sasrec has no finished seed, so none
     assert rows["pop", "1"][4:6] == ["to run", "none"] and float(rows["pop", "1"][6]) >= 0
-    assert rows["sasrec", "0"][4:] == ["to run", "none", "-"]
+    assert rows["pop", "1"][7] == "recorded"
+    assert rows["sasrec", "0"][4:] == ["to run", "none", "-", "-"]
     assert "1 of 4 results finished; 3 to run (3 fits)" in r5.stdout and not fits.exists()
     assert "2 fit(s) with no record yet" in r5.stdout
     from bench.method import get_method
@@ -80,3 +81,26 @@ def test_listing_commands():
     assert r.returncode == 0 and "sasrec" in r.stdout and "pop" in r.stdout
     r = cli("datasets", "--dataset", "ml-100k")
     assert r.returncode == 0 and "938" in r.stdout
+
+
+def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
+    from bench.api import fit_minutes_estimates
+    from bench.io import write_json
+
+    def cell(dataset, seed, fit_s, interactions, method="hgn", h="abc"):
+        write_json(tmp_path / dataset / "sampled-uniform-n99" / method / h / f"seed{seed}" / "result.json",
+                   {"dataset": {"name": dataset, "stats": {"interactions": interactions}},
+                    "method": {"name": method, "params_hash": h}, "seed": seed,
+                    "training": {}, "timings": {"fit_s": fit_s}})
+
+    cell("small", 0, 600, 1000)
+    cell("small", 1, 1200, 1000)                 # median of two seeds: 15 min
+    cell("huge", 0, 60000, 100000)               # farther in size than `small` from a 3000-interaction set
+    est = fit_minutes_estimates(tmp_path, "mid", 3000)
+    assert est["hgn", "abc"] == (45.0, "scaled from small x3")
+    cell("mid", 0, 120, 3000)                    # a record on the dataset itself wins
+    assert fit_minutes_estimates(tmp_path, "mid", 3000)["hgn", "abc"] == (2.0, "recorded")
+    write_json(tmp_path / "legacy" / "sampled-uniform-n99" / "sasrec" / "x" / "seed0" / "result.json",
+               {"dataset": {"name": "mid"}, "method": {"name": "sasrec", "params_hash": "x"}, "seed": 0,
+                "training": {}, "timings": {"fit_s": 60}})  # outside <dataset>/<protocol>/...: not read
+    assert ("sasrec", "x") not in fit_minutes_estimates(tmp_path, "mid", 3000)
