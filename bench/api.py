@@ -235,8 +235,9 @@ def _fit_records(out) -> dict[tuple[str, str, str], tuple[float, int | None]]:
 def fit_minutes_estimates(out, dataset: str, interactions: int) -> dict[tuple[str, str], tuple[float, str]]:
     """(method, params hash) -> (estimated fit minutes, where it comes from) for a fit on `dataset`: the median its
     finished seeds on this dataset recorded, else a record of the same configuration on the dataset nearest in size,
-    scaled by the ratio of interactions (training time grows about linearly with them: the beauty subsample to
-    beauty-5core is 9.6x the interactions, and bpr / caser / sasrec took 9.4x / 7.7x / 12.2x the time)."""
+    scaled by the ratio of interactions. Rough: from the beauty subsample to beauty-5core (9.6x the interactions)
+    bpr / caser / sasrec took 9.4x / 7.7x / 12.2x the time, but bert4rec about 38x (its softmax over all items grows
+    with the item count too, 7.6x there)."""
     import math
     records = _fit_records(out)
     estimates: dict[tuple[str, str], tuple[float, str]] = {}

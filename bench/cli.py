@@ -122,8 +122,8 @@ def cmd_run(args) -> int:
               f"({len(fits)} fits) under {plan.out}")
         if len(trained):
             timed = (f"{len(known)} of them about {known['fit_min_est'].sum():.0f} min in all, by the fit times their "
-                     f"finished seeds recorded ({scaled} scaled from another dataset by its interaction count; wall "
-                     "clock, under the load of that day); " if len(known) else "")
+                     f"finished seeds recorded ({scaled} scaled from another dataset by its interaction count, rough: "
+                     "models with a softmax over all items take longer; wall clock, under the load of that day); " if len(known) else "")
             print(f"fits to train: {len(trained)}; {timed}{len(trained) - len(known)} fit(s) with no record yet")
         return 0
     with _display(args.out) as callbacks:
