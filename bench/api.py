@@ -452,6 +452,15 @@ def status(out=None, dataset: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cell", "state", "seconds", "detail"])
 
 
+def derive(dataset: str, to: str, methods: list[str] | None = None, out=None, force: bool = False,
+           log: Callable[[str], None] | None = None) -> list[Path]:
+    """`bench.py derive`: the cells of the user-subsample protocol `to` from finished all-users cells of `dataset`
+    (bench.derive); returns the folders written."""
+    from bench.derive import derive as run_derive
+    return run_derive(Path(out if out is not None else default_out()), dataset, to, methods=methods, force=force,
+                      log=log)
+
+
 def audit(out="results"):
     """`bench.py audit`: the checks of the published results (bench.report.audit.AuditReport)."""
     from bench.report.audit import audit as run_audit

@@ -1,7 +1,7 @@
 """The command line (`bench.py COMMAND --help`): argument parsing and printing over bench.api, which holds the logic.
 
 Commands: run, reproduce, status, datasets, methods, check-method, compare-protocols, significance, diversity,
-robustness, audit, leaderboard."""
+robustness, audit, derive, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -251,6 +251,16 @@ def cmd_audit(args) -> int:
     return 1 if rep.failures else 0
 
 
+def cmd_derive(args) -> int:
+    from rich.console import Console
+    console = Console(stderr=True, soft_wrap=True)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    written = api.derive(args.dataset, args.to, methods=methods, out=args.out, force=args.force,
+                         log=lambda message: console.print(message, markup=False, highlight=False))
+    print(f"{len(written)} cell(s) of {args.to} derived under {args.out}/{args.dataset}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from tabulate import tabulate
     df = api.datasets(args.dataset, data_root=args.data_root, raise_errors=args.debug)
@@ -484,6 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the current profile, compact per-user files; exit 1 on failure",
                         parents=[_out("results", "results root to audit")])
     au.set_defaults(func=cmd_audit)
+
+    dv = sub.add_parser("derive", help="write the cells of a user-subsample protocol (e.g. sampled-uniform-n99-u300) "
+                                       "from finished all-users cells: the same candidates' rows, evaluated again, "
+                                       "no training or scoring (a baseline joins the LLM methods' subsample)",
+                        parents=[_dataset(required=True), _out()])
+    dv.add_argument("--to", required=True, help="the subsample protocol's tag: sampled-<sampler>-n<N>-u<users>")
+    dv.add_argument("--methods", default=None, help="only these methods (comma-separated; default: every one)")
+    dv.add_argument("--force", action="store_true", help="write cells that are already finished again")
+    dv.set_defaults(func=cmd_derive)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results",
                         parents=[_dataset(required=True), _out()])

@@ -47,8 +47,8 @@ def _current_params_hash(method: dict) -> str:
     return profile_params_hash(method["name"], method.get("profile", "quick"), method.get("overrides"))
 
 
-def check_cell(folder: Path, res: dict, commits: dict[str, bool]) -> tuple[list[str], list[str]]:
-    """Problems and warnings of one cell."""
+def check_cell(folder: Path, res: dict, commits: dict[str, bool], root: Path) -> tuple[list[str], list[str]]:
+    """Problems and warnings of one cell (`root`: the results root, where a derived cell's source is found)."""
     if "_unreadable" in res:
         return [f"result.json is not valid JSON ({res['_unreadable']})"], []
     bad, warn = [], []
@@ -94,6 +94,11 @@ def check_cell(folder: Path, res: dict, commits: dict[str, bool]) -> tuple[list[
                 bad.append(f"{COMPACT_FILE} has {n} users, result.json says {res['n_users']}")
         except BenchError as exc:
             bad.append(str(exc))
+    if res.get("derived"):
+        from bench.derive import check_derived
+        if (res["derived"].get("git") or {}).get("dirty") is not False:
+            bad.append("derived on a dirty tree (or an unknown git state)")
+        bad += check_derived(folder, res, root)
     if (res.get("training") or {}).get("budget_stopped"):
         warn.append("budget-stopped by the wall-clock safety stop: not reproducible (marked in leaderboards)")
     return bad, warn
@@ -110,7 +115,7 @@ def audit(root: Path) -> AuditReport:
     for folder, res in published_cells(root):
         rep.cells += 1
         rel = str(folder.relative_to(root))
-        bad, warn = check_cell(folder, res, commits)
+        bad, warn = check_cell(folder, res, commits, root)
         rep.failures += [(rel, b) for b in bad]
         rep.warnings += [(rel, w) for w in warn]
         if "_unreadable" in res:

@@ -63,7 +63,7 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
                      "budget": budget_text(m.get("profile"), m.get("params") or {}, m.get("overrides"),
-                                           (res.get("environment") or {}).get("device")),
+                                           (res.get("environment") or {}).get("device")) + _derived_text(res),
                      "fit_s": (res.get("timings") or {}).get("fit_s"),
                      "text_source": (res.get("dataset") or {}).get("text_source"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
@@ -168,6 +168,12 @@ def budget_text(profile: str | None, params: dict, overrides: dict | None = None
     if device and device != "cpu":
         text += f"; trained on {device}"
     return text
+
+
+def _derived_text(res: dict) -> str:
+    """A row derived from all-users cells (bench.derive) says so beside its budget."""
+    source = (res.get("derived") or {}).get("from")
+    return (f"; these users' rows of its {Path(source).parts[1]} cells (bench.py derive)" if source else "")
 
 
 def _budget_note(lb: Leaderboard) -> str:
