@@ -7,7 +7,9 @@
 #   2. ganprompt with the same stage-2 budget as that tallrec (the quick profile's split encoder context, input+last
 #      states and projection warm-up; the paper's stage 1); then ganprompt, paper profile (the paper's settings)
 #   3. the RQ1 robustness suite at 300 users x 20 candidates (ganprompt vs tallrec, quick profiles)
-# Opt-in (JOBS=ablations-gpu,robustness-gpu,...): GANPrompt's ablations and the RQ1 suite on the GPU budget.
+# Opt-in (JOBS=ablations-gpu,robustness-gpu,llm-quick,...): GANPrompt's ablations and the RQ1 suite on the GPU budget;
+# the quick profiles of the LLM baselines (LLM_QUICK=tallrec,collm,ctrl,p5 by default). On the 5-core sets the cells
+# use sampled-uniform-n99-u300 (PROTO= overrides), whose baseline rows `bench.py derive` gives.
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
 # runs/gpu. After each job the finished cells are tarred into $OUT, so a call that is cut off still returns them.
 # Usage: OUT=... DEADLINE_S=... [JOBS=name,...] [SEEDS=0,1,2] [DATASET=beauty-5core|toys-5core|sports-5core]
@@ -27,7 +29,7 @@ s = git_state(); print("git state:", s)
 raise SystemExit(0 if s["commit"] and s["dirty"] is False else 1)
 EOF
 echo "writing to $DEST"
-OPT_IN=ablations-gpu,robustness-gpu  # for the next lent GPU: the GANPrompt ablations (RQ3) and RQ1 on the GPU budget
+OPT_IN=ablations-gpu,robustness-gpu,llm-quick  # run only when JOBS names them
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 pack() {  # atomic: jobs pack concurrently
   local t; t=$(mktemp "$OUT/.cells.XXXX")
@@ -72,8 +74,13 @@ if [ "${GPU_QUICK:-0}" = 1 ]; then  # the same commands with CPU-sized budgets
   RB=(--set ganprompt.align_steps=2 --set ganprompt.train_groups=4 --set ganprompt.attribute_samples=4
     --set ganprompt.stage1_groups=2 --set ganprompt.epochs=1 --set ganprompt.valid_users=0
     --set tallrec.train_groups=4 --set tallrec.epochs=1 --set tallrec.valid_users=0 --variants templates)
+  LQ=(--set collm.train_groups=4 --set collm.valid_users=0 --set collm.cf_epochs=1 --set ctrl.align_epochs=1
+    --set ctrl.epochs=1 --set p5.train_samples=8 --set p5.epochs=1 --set p5.valid_users=0)
 else
-  PROTO=sampled-uniform-n19-u300; SMALL=(); RQ=(); GP=(); TP=(); RB=()
+  # the 5-core sets: the uniform-99 candidates of the baselines' cells, on 300 users (`bench.py derive` gives the
+  # baselines' rows for these users); the subsampled sets: the published LLM protocol
+  [[ ${DATASET:-beauty} == *-5core ]] && PROTO=${PROTO:-sampled-uniform-n99-u300} || PROTO=${PROTO:-sampled-uniform-n19-u300}
+  SMALL=(); RQ=(); GP=(); TP=(); RB=(); LQ=()
 fi
 P=(--dataset "${DATASET:-beauty}" --protocol $PROTO --seeds "${SEEDS:-0}" --no-leaderboard)
 for d in "${DATASET:-beauty}" beauty; do  # prepared once, before the jobs read the cache
@@ -100,6 +107,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
     --pair ganprompt,tallrec "${RB[@]}" "${SMALL[@]}" --out "$DEST"
   job robustness-gpu 400 python3 bench.py robustness --dataset beauty "${DATA[@]}" --methods ganprompt,tallrec \
     --pair ganprompt,tallrec --profile paper "${TG[@]}" "${GG[@]}" "${RQ[@]}" --out "$DEST"
+  # the quick profiles (CPU budgets, the same params hashes as CPU cells) of the LLM baselines, on the GPU
+  job llm-quick 300 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods "${LLM_QUICK:-tallrec,collm,ctrl,p5}" \
+    "${LQ[@]}" "${TP[@]}" --out "$DEST"
 ) &
 wait
 pack
