@@ -43,6 +43,9 @@ def test_derived_subsample_cell_equals_a_run_of_that_protocol(tmp_path):
     lines[1] = ",".join(first)
     (folder / "per_user.csv.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     assert "differ from the source cell" in check_derived(folder, read_json(folder / "result.json"), every)[0]
+    failures = api.audit(every).failures
+    assert [rel for rel, why in failures if "differ from the source cell" in why] == [
+        str(folder.relative_to(every))]
 
 
 @pytest.mark.parametrize("to, message", [
