@@ -474,17 +474,19 @@ def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", s
     from bench.data.prepare import load_dataset
     from bench.data.view import FitData
     from bench.method import get_method
-    from bench.results import check_publishable, git_state
+    from bench.results import check_publishable, git_state, params_hash
     from methods.ganprompt.diversity import check_method, run as run_diversity
     _check_data_root(data_root)
     root = Path(out if out is not None else default_out())
     git = git_state()  # provenance of the code that runs, taken before any work
     check_publishable(git, root)
-    m = get_method(method).from_profile(profile, **parse_overrides(overrides, [method])[method])
+    changed = parse_overrides(overrides, [method])[method]
+    m = get_method(method).from_profile(profile, **changed)
     check_method(m)  # before the data is loaded
     ds = load_dataset(dataset, data_root=data_root)
     data = FitData.from_dataset(ds, seed=seed, log=log)
-    folder = root / ds.name / "diversity" / f"{method}-{profile}-seed{seed}"
+    config = f"{profile}-{params_hash(m.get_params())}" if changed else profile  # overrides: a report of its own
+    folder = root / ds.name / "diversity" / f"{method}-{config}-seed{seed}"
     return {**run_diversity(data, m, folder, n_eval=samples, git=git), "folder": folder}
 
 

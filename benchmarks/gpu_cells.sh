@@ -7,7 +7,8 @@
 #   2. ganprompt with the same stage-2 budget as that tallrec (the quick profile's split encoder context, input+last
 #      states and projection warm-up; the paper's stage 1); then ganprompt, paper profile (the paper's settings)
 #   3. the RQ1 robustness suite at 300 users x 20 candidates (ganprompt vs tallrec, quick profiles)
-# Opt-in (JOBS=ablations-gpu,robustness-gpu,llm-quick,...): GANPrompt's ablations and the RQ1 suite on the GPU budget;
+# Opt-in (JOBS=ablations-gpu,robustness-gpu,llm-quick,diversity-gpu,...): GANPrompt's ablations and the RQ1 suite
+# on the GPU budget; RQ2's diversity report on a GPU-budget stage 1 with ~60 D steps;
 # the quick profiles of the LLM baselines (LLM_QUICK=tallrec,collm,ctrl,p5 by default). On the 5-core sets the cells
 # use sampled-uniform-n99-u300 (PROTO= overrides), whose baseline rows `bench.py derive` gives.
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
@@ -29,7 +30,7 @@ s = git_state(); print("git state:", s)
 raise SystemExit(0 if s["commit"] and s["dirty"] is False else 1)
 EOF
 echo "writing to $DEST"
-OPT_IN=ablations-gpu,robustness-gpu,llm-quick  # run only when JOBS names them
+OPT_IN=ablations-gpu,robustness-gpu,llm-quick,diversity-gpu  # run only when JOBS names them
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 pack() {  # atomic: jobs pack concurrently
   local t; t=$(mktemp "$OUT/.cells.XXXX")
@@ -101,6 +102,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
     --out "$DEST"
   job ganprompt-paper 200 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods ganprompt --profile paper \
     --set ganprompt.max_tokens=16384 --set ganprompt.max_minutes=6 "${GP[@]}" --out "$DEST"
+  # RQ2 on the GPU-budget encoder: the paper's stage 1 took 8 steps of batch 256 at d_lr 5e-5 there, and D stayed at
+  # chance; batch 32 and d_lr 1e-3 (the quick profile's, where D left chance) give it about 60 steps
+  job diversity-gpu 250 python3 bench.py diversity --dataset beauty "${DATA[@]}" --profile paper "${GG[@]}" \
+    --set ganprompt.stage1_batch=32 --set ganprompt.d_lr=0.001 --out "$DEST"
 ) &
 (
   job robustness 200 python3 bench.py robustness --dataset beauty "${DATA[@]}" --methods ganprompt,tallrec \

@@ -247,3 +247,15 @@ def test_projection_alignment_learns_and_a_frozen_projection_gives_a_cached_read
     assert m.fit_info_["stage2"]["cached_states"], "only the output head trains: the body runs once per prompt"
     assert m.backbone_.proj[0].in_features == (2 if states == "input+last" else 1) * m.backbone_.hidden_size
     assert m.discriminator_.net[0].in_features == m.backbone_.hidden_size, "z is the last layer either way"
+
+
+def test_diversity_report_with_overrides_gets_a_folder_of_its_own(monkeypatch, tmp_path):
+    import bench.api as api
+    import methods.ganprompt.diversity as div
+    from bench.results import params_hash
+    monkeypatch.setattr(div, "run", lambda data, m, folder, **kw: {"params": m.get_params()})
+    plain = api.diversity("ml-100k", out=tmp_path)
+    changed = api.diversity("ml-100k", out=tmp_path, overrides=["ganprompt.d_lr=0.001"])
+    assert plain["folder"].name == "ganprompt-quick-seed0"   # the published report's place is unchanged
+    assert changed["folder"].name == f"ganprompt-quick-{params_hash(changed['params'])}-seed0"
+    assert changed["params"]["d_lr"] == 0.001
