@@ -10,6 +10,9 @@ tests/test_compat.py. Version pins that go with these shims are in pyproject.tom
 - pandas 3 (copy-on-write) silently breaks RecBole's fillna(inplace=True) and token_seq remapping: pinned < 3.
 - Config() parses sys.argv and sets CUDA_VISIBLE_DEVICES; Trainer() opens a TensorBoard writer under ./:
   `recbole_sandbox()` hides argv, restores the environment and swaps in a no-op writer.
+- recbole.utils imports torch.utils.tensorboard, which needs the `tensorboard` package (with protobuf, grpcio...)
+  only to be imported, since the writer is swapped out: where it is not installed (a lent GPU machine), a module
+  holding the no-op writer stands in for torch.utils.tensorboard.
 """
 from __future__ import annotations
 
@@ -45,6 +48,28 @@ def _pandas_check() -> None:
         raise BenchError(f"pandas {pd.__version__} breaks RecBole 1.2.1 silently (copy-on-write); install pandas<3")
 
 
+class _NullWriter:
+    """Stands in for RecBole's TensorBoard SummaryWriter, which would write ./log_tensorboard."""
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _tensorboard_optional() -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "tensorboard":
+            raise
+        import types
+        stub = types.ModuleType("torch.utils.tensorboard")
+        stub.SummaryWriter = _NullWriter
+        stub.__doc__ = "bench.compat: no tensorboard installed; RecBole's writer is a no-op in the harness anyway"
+        sys.modules["torch.utils.tensorboard"] = stub
+
+
 def apply() -> None:
     global _APPLIED
     if _APPLIED:
@@ -52,13 +77,8 @@ def apply() -> None:
     _numpy_aliases()
     _scipy_dok_update()
     _pandas_check()
+    _tensorboard_optional()
     _APPLIED = True
-
-
-class _NullWriter:
-    """Stands in for RecBole's TensorBoard SummaryWriter, which would write ./log_tensorboard."""
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
 
 
 @contextlib.contextmanager

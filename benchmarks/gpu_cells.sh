@@ -8,7 +8,8 @@
 #      states and projection warm-up; the paper's stage 1); then ganprompt, paper profile (the paper's settings)
 #   3. the RQ1 robustness suite at 300 users x 20 candidates (ganprompt vs tallrec, quick profiles)
 # Opt-in (JOBS=ablations-gpu,robustness-gpu,llm-quick,diversity-gpu,...): GANPrompt's ablations and the RQ1 suite
-# on the GPU budget; RQ2's diversity report on a GPU-budget stage 1 with ~60 D steps;
+# on the GPU budget; RQ2's diversity report on a GPU-budget stage 1 with ~60 D steps; the RecBole baselines
+# (baselines-gpu, BASELINES=bert4rec,gru4rec,s3rec,din,hgn,lightgcn by default; gpu_pack.sh RECBOLE=1);
 # the quick profiles of the LLM baselines (LLM_QUICK=tallrec,collm,ctrl,p5 by default). On the 5-core sets the cells
 # use sampled-uniform-n99-u300 (PROTO= overrides), whose baseline rows `bench.py derive` gives.
 # Results go to results/ when the git state is a clean commit (a blob-less clone's .git is enough), else to
@@ -30,7 +31,7 @@ s = git_state(); print("git state:", s)
 raise SystemExit(0 if s["commit"] and s["dirty"] is False else 1)
 EOF
 echo "writing to $DEST"
-OPT_IN=ablations-gpu,robustness-gpu,llm-quick,diversity-gpu  # run only when JOBS names them
+OPT_IN=ablations-gpu,robustness-gpu,llm-quick,diversity-gpu,baselines-gpu  # run only when JOBS names them
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 pack() {  # atomic: jobs pack concurrently
   local t; t=$(mktemp "$OUT/.cells.XXXX")
@@ -83,6 +84,11 @@ else
   [[ ${DATASET:-beauty} == *-5core ]] && PROTO=${PROTO:-sampled-uniform-n99-u300} || PROTO=${PROTO:-sampled-uniform-n19-u300}
   SMALL=(); RQ=(); GP=(); TP=(); RB=(); LQ=()
 fi
+BASE=${BASELINES:-bert4rec,gru4rec,s3rec,din,hgn,lightgcn}  # the RecBole baselines slowest on 2 CPU cores first
+tiny() {  # tiny M: one-epoch flags for a CPU rehearsal (GPU_QUICK=1), none otherwise
+  [ "${GPU_QUICK:-0}" = 1 ] || return 0
+  printf -- '--set\n%s.epochs=1\n' "$1"; [ "$1" = s3rec ] && printf -- '--set\ns3rec.pretrain_epochs=1\n'; return 0
+}
 P=(--dataset "${DATASET:-beauty}" --protocol $PROTO --seeds "${SEEDS:-0}" --no-leaderboard)
 for d in "${DATASET:-beauty}" beauty; do  # prepared once, before the jobs read the cache
   python3 -c "from bench.data.prepare import load_dataset; import sys; load_dataset(sys.argv[1], data_root=sys.argv[2])" \
@@ -115,6 +121,15 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
   # the quick profiles (CPU budgets, the same params hashes as CPU cells) of the LLM baselines, on the GPU
   job llm-quick 300 python3 bench.py run "${P[@]}" "${DATA[@]}" --methods "${LLM_QUICK:-tallrec,collm,ctrl,p5}" \
     "${LQ[@]}" "${TP[@]}" --out "$DEST"
+) &
+(
+  # the quick profiles of RecBole baselines (needs gpu_pack.sh RECBOLE=1), all users, uniform-99 and full ranking;
+  # each method's seeds on one device, so that a table never mixes CPU and GPU seeds of a method
+  for m in ${BASE//,/ }; do
+    mapfile -t BQ < <(tiny "$m")
+    job baselines-gpu 120 python3 bench.py run --dataset "${DATASET:-beauty}" "${DATA[@]}" --methods "$m" \
+      --seeds "${SEEDS:-0}" --protocol sampled,full --no-leaderboard "${BQ[@]}" --out "$DEST"
+  done
 ) &
 wait
 pack

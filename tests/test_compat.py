@@ -63,3 +63,20 @@ def test_sandbox_hides_argv_and_restores_environment(monkeypatch, tmp_path):
     assert sys.argv == ["prog", "--epochs=7"]
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     assert not (tmp_path / "log_tensorboard").exists()
+
+
+def test_recbole_imports_without_the_tensorboard_package(monkeypatch):
+    """A lent GPU machine has no tensorboard: torch.utils.tensorboard then becomes the no-op writer's module."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)       # `import tensorboard` now fails as if absent
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
+    compat._tensorboard_optional()
+    stub = sys.modules["torch.utils.tensorboard"]
+    assert stub.SummaryWriter is compat._NullWriter
+    writer = stub.SummaryWriter(log_dir="nowhere")
+    assert writer.add_scalar("loss", 1.0, 0) is None and not os.path.exists("nowhere")
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard")
+    # with the package present, nothing is replaced
+    monkeypatch.setitem(sys.modules, "tensorboard", type(sys)("tensorboard"))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", type(sys)("torch.utils.tensorboard"))
+    compat._tensorboard_optional()
+    assert not hasattr(sys.modules["torch.utils.tensorboard"], "SummaryWriter")
