@@ -209,13 +209,13 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     return execute(plan, **callbacks)
 
 
-def _fit_records(out) -> dict[tuple[str, str, str], tuple[float, int | None]]:
-    """(dataset, method, params hash) -> (median wall-clock minutes of the fits its finished cells under `out`
-    recorded, the dataset's interaction count), one fit per seed however many protocols scored it (a fit reused from
-    disk does not count). Wall clock: it carries the load of the machine at the time."""
+def _fit_records(out) -> dict[tuple[str, str, str, str], tuple[float, int | None]]:
+    """(dataset, method, params hash, device kind) -> (median wall-clock minutes of the fits its finished cells under
+    `out` recorded, the dataset's interaction count), one fit per seed however many protocols scored it (a fit reused
+    from disk does not count). Wall clock: it carries the load of the machine at the time."""
     import statistics
     from bench.results import iter_results
-    seconds: dict[tuple[str, str, str], dict[int, float]] = {}
+    seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}
     size: dict[str, int | None] = {}
     for folder, r in iter_results(Path(out)):
         parts = folder.relative_to(Path(out)).parts
@@ -224,7 +224,8 @@ def _fit_records(out) -> dict[tuple[str, str, str], tuple[float, int | None]]:
             if len(parts) != 5 or parts[0] != dataset:  # <dataset>/<protocol>/<method>/<hash>/seed<N>, not robustness
                 continue                                  # or legacy cells
             if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
-                key = (dataset, r["method"]["name"], r["method"]["params_hash"])
+                device = str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]
+                key = (dataset, r["method"]["name"], r["method"]["params_hash"], device)
                 seconds.setdefault(key, {}).setdefault(r["seed"], r["timings"]["fit_s"])
                 size.setdefault(dataset, (r["dataset"].get("stats") or {}).get("interactions"))
         except (KeyError, TypeError, AttributeError):
@@ -232,17 +233,21 @@ def _fit_records(out) -> dict[tuple[str, str, str], tuple[float, int | None]]:
     return {key: (statistics.median(by_seed.values()) / 60, size[key[0]]) for key, by_seed in seconds.items()}
 
 
-def fit_minutes_estimates(out, dataset: str, interactions: int) -> dict[tuple[str, str], tuple[float, str]]:
-    """(method, params hash) -> (estimated fit minutes, where it comes from) for a fit on `dataset`: the median its
-    finished seeds on this dataset recorded, else a record of the same configuration on the dataset nearest in size,
+def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "cpu", records: dict | None = None
+                          ) -> dict[tuple[str, str], tuple[float, str]]:
+    """(method, params hash) -> (estimated fit minutes, where it comes from) for a fit on `dataset` on `device` (cpu
+    or cuda: only records made on that kind of device count): the median its finished seeds on this dataset
+    recorded, else a record of the same configuration on the dataset nearest in size,
     scaled by the ratio of interactions. Rough: from the beauty subsample to beauty-5core (9.6x the interactions)
     bpr / caser / sasrec took 9.4x / 7.7x / 12.2x the time, but bert4rec about 38x (its softmax over all items grows
     with the item count too, 7.6x there)."""
     import math
-    records = _fit_records(out)
+    records = _fit_records(out) if records is None else records  # `records`: _fit_records(out), read once per plan
     estimates: dict[tuple[str, str], tuple[float, str]] = {}
     elsewhere: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
-    for (d, m, h), (minutes, n) in records.items():
+    for (d, m, h, dev), (minutes, n) in records.items():
+        if dev != device.split(":")[0]:
+            continue
         if d == dataset:
             estimates[m, h] = (minutes, "recorded")
         elif n and interactions:
@@ -265,21 +270,25 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     less)."""
     from bench.data.prepare import load_dataset
     from bench.fits import fit_dir, resume_dir
+    from bench.method import resolve_device
     from bench.resume import progress_note
     from bench.results import cell_dir, is_finished, params_hash
-    rows, loaded, minutes = [], {}, {}
+    rows, loaded, minutes, records = [], {}, {}, _fit_records(plan.out)
     for cell in plan.cells:
         if cell.dataset not in loaded:
             loaded[cell.dataset] = load_dataset(cell.dataset, plan.data_root)
-            minutes[cell.dataset] = fit_minutes_estimates(plan.out, loaded[cell.dataset].name,
-                                                          loaded[cell.dataset].stats()["interactions"])
         ds = loaded[cell.dataset]
         params = cell.build_method().get_params()
         fit = fit_dir(plan.out, ds.name, cell.method, params, cell.seed)
         note = None if plan.force else progress_note(resume_dir(fit))
         fit_state = ("saved" if not plan.force and (fit / "fit.json").is_file()
                      else f"resumable ({note[0]})" if note else "none")
-        estimate = None if fit_state == "saved" else minutes[cell.dataset].get((cell.method, params_hash(params)))
+        device = resolve_device(str(params.get("device", "auto")))
+        if (cell.dataset, device) not in minutes:
+            minutes[cell.dataset, device] = fit_minutes_estimates(plan.out, ds.name, ds.stats()["interactions"], device,
+                                                                  records)
+        estimate = (None if fit_state == "saved"
+                    else minutes[cell.dataset, device].get((cell.method, params_hash(params))))
         cap = params.get("max_minutes")
         if estimate and cap and estimate[0] > cap:  # the wall-clock safety stop would end this fit early
             estimate = (float(cap), f"{estimate[1]}: {estimate[0]:.0f}, stopped by max_minutes")

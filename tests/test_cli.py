@@ -100,6 +100,12 @@ def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
     assert est["hgn", "abc"] == (45.0, "scaled from small x3")
     cell("mid", 0, 120, 3000)                    # a record on the dataset itself wins
     assert fit_minutes_estimates(tmp_path, "mid", 3000)["hgn", "abc"] == (2.0, "recorded")
+    cell("mid", 0, 6, 3000, method="tallrec", h="gpu")   # a record made on a GPU says nothing of a CPU fit
+    import json
+    gpu = tmp_path / "mid" / "sampled-uniform-n99" / "tallrec" / "gpu" / "seed0" / "result.json"
+    gpu.write_text(json.dumps({**json.loads(gpu.read_text()), "environment": {"device": "cuda:0"}}))
+    assert ("tallrec", "gpu") not in fit_minutes_estimates(tmp_path, "mid", 3000)
+    assert fit_minutes_estimates(tmp_path, "mid", 3000, device="cuda")["tallrec", "gpu"] == (0.1, "recorded")
     write_json(tmp_path / "legacy" / "sampled-uniform-n99" / "sasrec" / "x" / "seed0" / "result.json",
                {"dataset": {"name": "mid"}, "method": {"name": "sasrec", "params_hash": "x"}, "seed": 0,
                 "training": {}, "timings": {"fit_s": 60}})  # outside <dataset>/<protocol>/...: not read
