@@ -209,14 +209,15 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     return execute(plan, **callbacks)
 
 
-def _fit_records(out) -> dict[tuple[str, str, str, str], tuple[float, int | None]]:
+def _fit_records(out) -> dict[tuple[str, str, str, str], tuple[float, int | None, str]]:
     """(dataset, method, params hash, device kind) -> (median wall-clock minutes of the fits its finished cells under
-    `out` recorded, the dataset's interaction count), one fit per seed however many protocols scored it (a fit reused
-    from disk does not count). Wall clock: it carries the load of the machine at the time."""
+    `out` recorded, the dataset's interaction count, the method's kind), one fit per seed however many protocols
+    scored it (a fit reused from disk does not count). Wall clock: it carries the load of the machine at the time."""
     import statistics
     from bench.results import iter_results
     seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}
     size: dict[str, int | None] = {}
+    kinds: dict[str, str] = {}
     for folder, r in iter_results(Path(out)):
         parts = folder.relative_to(Path(out)).parts
         try:
@@ -228,9 +229,11 @@ def _fit_records(out) -> dict[tuple[str, str, str, str], tuple[float, int | None
                 key = (dataset, r["method"]["name"], r["method"]["params_hash"], device)
                 seconds.setdefault(key, {}).setdefault(r["seed"], r["timings"]["fit_s"])
                 size.setdefault(dataset, (r["dataset"].get("stats") or {}).get("interactions"))
+                kinds[key[1]] = r["method"].get("kind", "baseline")
         except (KeyError, TypeError, AttributeError):
             continue
-    return {key: (statistics.median(by_seed.values()) / 60, size[key[0]]) for key, by_seed in seconds.items()}
+    return {key: (statistics.median(by_seed.values()) / 60, size[key[0]], kinds[key[1]])
+            for key, by_seed in seconds.items()}
 
 
 def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "cpu", records: dict | None = None
@@ -240,17 +243,18 @@ def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "c
     recorded, else a record of the same configuration on the dataset nearest in size,
     scaled by the ratio of interactions. Rough: from the beauty subsample to beauty-5core (9.6x the interactions)
     bpr / caser / sasrec took 9.4x / 7.7x / 12.2x the time, but bert4rec about 38x (its softmax over all items grows
-    with the item count too, 7.6x there)."""
+    with the item count too, 7.6x there). Only methods that train in epochs over the data (baselines, the text
+    floor) are scaled: LM methods train on a fixed number of samples, so their time does not follow the data size."""
     import math
     records = _fit_records(out) if records is None else records  # `records`: _fit_records(out), read once per plan
     estimates: dict[tuple[str, str], tuple[float, str]] = {}
     elsewhere: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
-    for (d, m, h, dev), (minutes, n) in records.items():
+    for (d, m, h, dev), (minutes, n, kind) in records.items():
         if dev != device.split(":")[0]:
             continue
         if d == dataset:
             estimates[m, h] = (minutes, "recorded")
-        elif n and interactions:
+        elif n and interactions and kind in ("baseline", "text"):
             ratio = interactions / n
             elsewhere.setdefault((m, h), []).append((abs(math.log(ratio)), minutes * ratio, f"{d} x{ratio:.2g}"))
     for key, options in elsewhere.items():

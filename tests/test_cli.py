@@ -106,6 +106,11 @@ def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
     gpu.write_text(json.dumps({**json.loads(gpu.read_text()), "environment": {"device": "cuda:0"}}))
     assert ("tallrec", "gpu") not in fit_minutes_estimates(tmp_path, "mid", 3000)
     assert fit_minutes_estimates(tmp_path, "mid", 3000, device="cuda")["tallrec", "gpu"] == (0.1, "recorded")
+    cell("small", 0, 600, 1000, method="ganprompt", h="lm")  # a fixed sample budget: not scaled by data size
+    lm = tmp_path / "small" / "sampled-uniform-n99" / "ganprompt" / "lm" / "seed0" / "result.json"
+    lm.write_text(json.dumps({**json.loads(lm.read_text()), "method": {"name": "ganprompt", "params_hash": "lm",
+                                                                       "kind": "proposed"}}))
+    assert ("ganprompt", "lm") not in fit_minutes_estimates(tmp_path, "mid", 3000)
     write_json(tmp_path / "legacy" / "sampled-uniform-n99" / "sasrec" / "x" / "seed0" / "result.json",
                {"dataset": {"name": "mid"}, "method": {"name": "sasrec", "params_hash": "x"}, "seed": 0,
                 "training": {}, "timings": {"fit_s": 60}})  # outside <dataset>/<protocol>/...: not read
