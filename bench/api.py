@@ -465,13 +465,13 @@ def status(out=None, dataset: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cell", "state", "seconds", "detail"])
 
 
-def derive(dataset: str, to: str, methods: list[str] | None = None, out=None, force: bool = False,
+def derive(dataset: str, to: str, methods=None, out=None, force: bool = False,
            log: Callable[[str], None] | None = None) -> list[Path]:
     """`bench.py derive`: the cells of the user-subsample protocol `to` from finished all-users cells of `dataset`
-    (bench.derive); returns the folders written."""
+    (bench.derive), of every method or of `methods` ("a,b" or a list); returns the folders written."""
     from bench.derive import derive as run_derive
-    return run_derive(Path(out if out is not None else default_out()), dataset, to, methods=methods, force=force,
-                      log=log)
+    return run_derive(Path(out if out is not None else default_out()), dataset, to,
+                      methods=_names(methods, "--methods") if methods else None, force=force, log=log)
 
 
 def audit(out="results"):

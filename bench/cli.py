@@ -254,8 +254,7 @@ def cmd_audit(args) -> int:
 def cmd_derive(args) -> int:
     from rich.console import Console
     console = Console(stderr=True, soft_wrap=True)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    written = api.derive(args.dataset, args.to, methods=methods, out=args.out, force=args.force,
+    written = api.derive(args.dataset, args.to, methods=args.methods, out=args.out, force=args.force,
                          log=lambda message: console.print(message, markup=False, highlight=False))
     print(f"{len(written)} cell(s) of {args.to} derived under {args.out}/{args.dataset}")
     return 0
