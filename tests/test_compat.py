@@ -80,3 +80,27 @@ def test_recbole_imports_without_the_tensorboard_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", type(sys)("torch.utils.tensorboard"))
     compat._tensorboard_optional()
     assert not hasattr(sys.modules["torch.utils.tensorboard"], "SummaryWriter")
+
+
+_ANOMALY_PROBE = """
+import sys, torch
+from bench.compat import recbole_sandbox
+torch.autograd.set_detect_anomaly(sys.argv[1] == "on")
+with recbole_sandbox():
+    from recbole.utils import get_model
+    get_model("SASRec")                                  # imports recbole's sine.py, which switches anomaly mode on
+    inside = torch.is_anomaly_enabled()
+print("sine" if "recbole.model.sequential_recommender.sine" in sys.modules else "no-sine", inside,
+      torch.is_anomaly_enabled())
+"""
+
+
+@pytest.mark.parametrize("before", ["off", "on"])
+def test_recbole_leaves_autograd_anomaly_mode_as_it_was(before):
+    """RecBole's sine.py turns anomaly mode on at import (a ~1.8x slower backward for every later model in the
+    process); the sandbox puts back the caller's setting, inside and after."""
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", _ANOMALY_PROBE, before], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    expected = str(before == "on")
+    assert out.stdout.split() == ["sine", expected, expected]
