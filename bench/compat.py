@@ -16,7 +16,7 @@ tests/test_compat.py. Version pins that go with these shims are in pyproject.tom
 - recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True) when it is imported, and
   RecBole imports it with every sequential model: autograd anomaly mode stayed on for the rest of the process (every
   later method too), which records a stack trace per op and checks every backward output for NaN. Results are
-  bit-identical without it, and an epoch is about 1.8x faster (benchmarks/anomaly_mode.py): the sandbox imports the
+  bit-identical without it, and training is 1.6-2.6x faster (benchmarks/anomaly_mode.py): the sandbox imports the
   sequential models once and puts anomaly mode back to what it was before RecBole was imported.
 """
 from __future__ import annotations

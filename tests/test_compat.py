@@ -97,7 +97,7 @@ print("sine" if "recbole.model.sequential_recommender.sine" in sys.modules else 
 
 @pytest.mark.parametrize("before", ["off", "on"])
 def test_recbole_leaves_autograd_anomaly_mode_as_it_was(before):
-    """RecBole's sine.py turns anomaly mode on at import (a ~1.8x slower backward for every later model in the
+    """RecBole's sine.py turns anomaly mode on at import (1.6-2.6x slower training for every later model in the
     process); the sandbox puts back the caller's setting, inside and after."""
     import subprocess
     out = subprocess.run([sys.executable, "-c", _ANOMALY_PROBE, before], capture_output=True, text=True, check=True,
