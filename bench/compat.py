@@ -16,8 +16,8 @@ tests/test_compat.py. Version pins that go with these shims are in pyproject.tom
 - recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True) when it is imported, and
   RecBole imports it with every sequential model: autograd anomaly mode stayed on for the rest of the process (every
   later method too), which records a stack trace per op and checks every backward output for NaN. Results are
-  bit-identical without it, and training is 1.6-2.6x faster (benchmarks/anomaly_mode.py): the sandbox imports the
-  sequential models once and puts anomaly mode back to what it was before RecBole was imported.
+  bit-identical without it, and training is 1.6-2.6x faster (benchmarks/anomaly_mode.py): apply() imports the
+  sequential models once and puts anomaly mode back; the sandbox restores the caller's setting when it exits.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ import sys
 import numpy as np
 
 _APPLIED = False
-_ANOMALY_BEFORE_RECBOLE: bool | None = None
 
 
 def _numpy_aliases() -> None:
@@ -76,16 +75,12 @@ def _tensorboard_optional() -> None:
         sys.modules["torch.utils.tensorboard"] = stub
 
 
-def _anomaly_mode_contained() -> None:
-    """Import RecBole's sequential models (sine.py switches anomaly mode on) and switch it back."""
-    global _ANOMALY_BEFORE_RECBOLE
+def _sequential_models_imported() -> None:
+    """Import RecBole's sequential models once (sine.py switches anomaly mode on) and switch it back."""
     import torch
-    if _ANOMALY_BEFORE_RECBOLE is None:
-        # imported already (outside the sandbox): the state before it is lost; off is what a benchmark wants
-        sine = "recbole.model.sequential_recommender.sine" in sys.modules
-        _ANOMALY_BEFORE_RECBOLE = torch.is_anomaly_enabled() and not sine
-        import recbole.model.sequential_recommender  # noqa: F401
-    torch.autograd.set_detect_anomaly(_ANOMALY_BEFORE_RECBOLE)
+    before = torch.is_anomaly_enabled()
+    import recbole.model.sequential_recommender  # noqa: F401
+    torch.autograd.set_detect_anomaly(before)
 
 
 def apply() -> None:
@@ -96,6 +91,7 @@ def apply() -> None:
     _scipy_dok_update()
     _pandas_check()
     _tensorboard_optional()
+    _sequential_models_imported()
     _APPLIED = True
 
 
@@ -104,10 +100,11 @@ def recbole_sandbox():
     """Contain RecBole's side effects: argv parsing, CUDA_VISIBLE_DEVICES, TensorBoard files, root logger, autograd
     anomaly mode."""
     apply()
-    _anomaly_mode_contained()
     import logging
     import warnings
     import recbole.trainer.trainer as rb_trainer
+    import torch
+    saved_anomaly = torch.is_anomaly_enabled()
     saved_argv = sys.argv
     saved_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
     saved_tb = rb_trainer.get_tensorboard
@@ -123,6 +120,7 @@ def recbole_sandbox():
             yield
     finally:
         sys.argv = saved_argv
+        torch.autograd.set_detect_anomaly(saved_anomaly)
         rb_trainer.get_tensorboard = saved_tb
         if saved_cuda is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)

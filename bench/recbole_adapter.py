@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -118,6 +119,14 @@ class RecBoleMethod(Method):
         return config
 
     def fit(self, data) -> "RecBoleMethod":
+        with self._recbole_view(data):
+            self._fit_stages(data)
+        return self
+
+    @contextlib.contextmanager
+    def _recbole_view(self, data):
+        """Inside: the sandbox and the harness split as RecBole atomic files in a temporary folder (`_build` reads
+        them); the folder is removed on exit."""
         with recbole_sandbox():
             self._tmp = Path(tempfile.mkdtemp(prefix=f"recbole-{self.name}-"))
             try:
@@ -125,11 +134,10 @@ class RecBoleMethod(Method):
                 self._name = f"h{data.fingerprint}"
                 self._item_cols = self._write_atomic(data, self._tmp, self._name)
                 self.resumed_ = []
-                self._fit_stages(data)
+                yield
             finally:
                 shutil.rmtree(self._tmp, ignore_errors=True)
                 del self._tmp, self._name, self._item_cols
-        return self
 
     def _fit_stages(self, data) -> None:
         trainer, train_data = self._build(data)

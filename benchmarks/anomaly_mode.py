@@ -4,13 +4,10 @@ runs now), print the time ratio and whether the trained weights are bit-identica
 Run: python benchmarks/anomaly_mode.py [--method sasrec] [--dataset ml-100k] [--batches 25] [--threads 1]"""
 import argparse
 import itertools
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from bench.compat import recbole_sandbox
 from bench.data.candidates import draw
 from bench.data.prepare import load_dataset
 from bench.data.view import FitData
@@ -34,10 +31,7 @@ class FirstBatches:
 
 def train(data, method, batches, anomaly):
     m = get_method(method)(epochs=1, train_batch_size=256)
-    with recbole_sandbox():
-        tmp = Path(tempfile.mkdtemp(prefix="anomaly-bench-"))
-        m._tmp, m.data_, m._name, m.resumed_ = tmp, data, f"h{data.fingerprint}", []
-        m._item_cols = m._write_atomic(data, tmp, m._name)
+    with m._recbole_view(data):  # what fit() sets up, then only the first batches of one epoch
         trainer, loader = m._build(data)
         torch.autograd.set_detect_anomaly(anomaly)
         try:

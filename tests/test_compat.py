@@ -1,6 +1,7 @@
 """One test per RecBole compatibility fix in bench/compat.py."""
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,7 +101,8 @@ def test_recbole_leaves_autograd_anomaly_mode_as_it_was(before):
     """RecBole's sine.py turns anomaly mode on at import (1.6-2.6x slower training for every later model in the
     process); the sandbox puts back the caller's setting, inside and after."""
     import subprocess
+    root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", _ANOMALY_PROBE, before], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                         cwd=root)
     expected = str(before == "on")
     assert out.stdout.split() == ["sine", expected, expected]
