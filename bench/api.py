@@ -264,6 +264,48 @@ def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "c
     return estimates
 
 
+def _pairs(mode: str, users: int, items: int, n_negatives: int | None) -> int:
+    """(user, item) pairs a protocol scores: every item under full ranking, 1 + N candidates when sampled."""
+    return users * (items if mode == "full" else (n_negatives or 0) + 1)
+
+
+def _score_records(out) -> dict[tuple[str, str, str, str], list[tuple[float, int, str]]]:
+    """(method, params hash, device kind, protocol mode) -> [(test-scoring seconds per scored (user, item) pair, pairs
+    scored, dataset)], one entry per finished cell under `out`. Scoring is what a cell costs after its fit: under full
+    ranking a pointwise model (DIN, the LM methods) scores every item for every user, which can dwarf the fit."""
+    from bench.results import iter_results
+    records: dict[tuple[str, str, str, str], list[tuple[float, int, str]]] = {}
+    for folder, r in iter_results(Path(out)):
+        try:
+            dataset, proto = r["dataset"]["name"], r["protocol"]
+            if len(folder.relative_to(Path(out)).parts) != 5 or folder.relative_to(Path(out)).parts[0] != dataset:
+                continue
+            pairs = _pairs(proto["mode"], int(r["n_users"]), int(r["dataset"]["stats"]["items"]),
+                           proto.get("n_negatives"))
+            seconds = float(r["timings"]["score_s"])
+            device = str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]
+        except (KeyError, TypeError, AttributeError, ValueError):
+            continue
+        if pairs > 0 and seconds > 0:
+            key = (r["method"]["name"], r["method"]["params_hash"], device, proto["mode"])
+            records.setdefault(key, []).append((seconds / pairs, pairs, dataset))
+    return records
+
+
+def score_minutes_estimate(records, method: str, params_hash_: str, device: str, mode: str, pairs: int,
+                           dataset: str) -> tuple[float, str] | None:
+    """Estimated minutes to score `pairs` (user, item) pairs under `mode`, from the record of the same method, params
+    and device kind nearest in pairs scored (the same dataset first), scaled linearly by the pair count; None without
+    a record. Rough: a model that scores all items at once (RecBole's full sort) gains little from fewer candidates."""
+    import math
+    options = records.get((method, params_hash_, device.split(":")[0], mode))
+    if not options or pairs <= 0:
+        return None
+    per_pair, n, source = min(options, key=lambda o: (o[2] != dataset, abs(math.log(pairs / o[1]))))
+    return per_pair * pairs / 60, ("recorded" if source == dataset and n == pairs
+                                   else f"scaled from {source} x{pairs / n:.2g} pairs")
+
+
 def plan_state(plan: RunPlan) -> pd.DataFrame:
     """`bench.py run --dry-run`: what a plan would do, without doing it. One row per (cell, protocol): dataset,
     method, seed, protocol, state (finished | to run), the fit's state (saved: reused without training;
@@ -271,17 +313,20 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     to train, `fit_min_est`: the median fit time its method's finished seeds recorded under the same params, else
     such a record on another dataset scaled by the ratio of interactions (`est_from` says which; at most the
     method's max_minutes safety stop, which `est_from` then names; NaN where there is neither; a resumable fit needs
-    less)."""
+    less), and `score_min_est`: the test scoring of that protocol alone, from the records' seconds per scored
+    (user, item) pair (`score_est_from`; see score_minutes_estimate)."""
     from bench.data.prepare import load_dataset
     from bench.fits import fit_dir, resume_dir
     from bench.method import resolve_device
     from bench.resume import progress_note
     from bench.results import cell_dir, is_finished, params_hash
     rows, loaded, minutes, records = [], {}, {}, _fit_records(plan.out)
+    scoring = _score_records(plan.out)
     for cell in plan.cells:
         if cell.dataset not in loaded:
             loaded[cell.dataset] = load_dataset(cell.dataset, plan.data_root)
         ds = loaded[cell.dataset]
+        stats = ds.stats()
         params = cell.build_method().get_params()
         fit = fit_dir(plan.out, ds.name, cell.method, params, cell.seed)
         note = None if plan.force else progress_note(resume_dir(fit))
@@ -289,7 +334,7 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
                      else f"resumable ({note[0]})" if note else "none")
         device = resolve_device(str(params.get("device", "auto")))
         if (cell.dataset, device) not in minutes:
-            minutes[cell.dataset, device] = fit_minutes_estimates(plan.out, ds.name, ds.stats()["interactions"], device,
+            minutes[cell.dataset, device] = fit_minutes_estimates(plan.out, ds.name, stats["interactions"], device,
                                                                   records)
         estimate = (None if fit_state == "saved"
                     else minutes[cell.dataset, device].get((cell.method, params_hash(params))))
@@ -299,12 +344,18 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
         for p in cell.protocols:
             done = not plan.force and is_finished(cell_dir(plan.out, ds.name, p, cell.method, params, cell.seed),
                                                   ds.fingerprint)
+            n_users = stats["users"] if p.max_users is None else min(p.max_users, stats["users"])
+            scored = None if done else score_minutes_estimate(
+                scoring, cell.method, params_hash(params), device, p.mode,
+                _pairs(p.mode, n_users, stats["items"], p.n_negatives), ds.name)
             rows.append({"dataset": ds.name, "method": cell.method, "seed": cell.seed, "protocol": p.tag,
                          "state": "finished" if done else "to run", "fit": "-" if done else fit_state,
                          "fit_min_est": float("nan") if done or estimate is None else round(estimate[0], 1),
-                         "est_from": "-" if done or estimate is None else estimate[1]})
+                         "est_from": "-" if done or estimate is None else estimate[1],
+                         "score_min_est": float("nan") if scored is None else round(scored[0], 1),
+                         "score_est_from": "-" if scored is None else scored[1]})
     return pd.DataFrame(rows, columns=["dataset", "method", "seed", "protocol", "state", "fit", "fit_min_est",
-                                       "est_from"])
+                                       "est_from", "score_min_est", "score_est_from"])
 
 
 _run_grid = run  # for the functions below, whose `run` flag (as on the command line) hides this one

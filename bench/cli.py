@@ -110,8 +110,9 @@ def cmd_run(args) -> int:
         plan = api.plan_run(args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,
                             ray_address=args.ray_address, check_git=False, **_grid_options(args))
         state = api.plan_state(plan)
-        shown = state.astype({"fit_min_est": object})
-        shown.loc[state["fit_min_est"].isna(), "fit_min_est"] = None  # shown as "-"
+        shown = state.astype({"fit_min_est": object, "score_min_est": object})
+        for column in ("fit_min_est", "score_min_est"):
+            shown.loc[state[column].isna(), column] = None  # shown as "-"
         print(tabulate(shown, headers="keys", tablefmt="github", showindex=False, missingval="-"))
         todo = state[state["state"] == "to run"]
         fits = todo.drop_duplicates(["dataset", "method", "seed"])
@@ -125,6 +126,13 @@ def cmd_run(args) -> int:
                      f"finished seeds recorded ({scaled} scaled from another dataset by its interaction count, rough: "
                      "models with a softmax over all items take longer; wall clock, under the load of that day); " if len(known) else "")
             print(f"fits to train: {len(trained)}; {timed}{len(trained) - len(known)} fit(s) with no record yet")
+        scored = todo.dropna(subset=["score_min_est"])
+        if len(scored):
+            worst = scored.loc[scored["score_min_est"].idxmax()]
+            print(f"test scoring, after the fits: about {scored['score_min_est'].sum():.0f} min for the {len(scored)} of "
+                  f"{len(todo)} results with a record of the same method and params (seconds per scored (user, item) "
+                  f"pair, scaled by pairs); the longest, {worst['method']} seed {worst['seed']} {worst['protocol']} on "
+                  f"{worst['dataset']}: about {worst['score_min_est'] / 60:.1f} h")
         return 0
     with _display(args.out) as callbacks:
         result = api.run(dataset=args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,

@@ -60,11 +60,11 @@ def test_run_then_leaderboard(tmp_path):
     assert r5.returncode == 0, r5.stderr
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[1:3]): [c.strip() for c in line.strip("|").split("|")]
             for line in r5.stdout.splitlines() if line.startswith("| ml-100k")}
-    assert rows["pop", "0"][4:] == ["finished", "-", "-", "-"]
+    assert rows["pop", "0"][4:] == ["finished", "-", "-", "-", "-", "-"]
     # pop seed 1 has an estimate from seed 0's recorded fit time; sasrec has no finished seed, so none
     assert rows["pop", "1"][4:6] == ["to run", "none"] and float(rows["pop", "1"][6]) >= 0
-    assert rows["pop", "1"][7] == "recorded"
-    assert rows["sasrec", "0"][4:] == ["to run", "none", "-", "-"]
+    assert rows["pop", "1"][7] == "recorded" and rows["pop", "1"][9] == "recorded"  # same pairs as seed 0's
+    assert rows["sasrec", "0"][4:] == ["to run", "none", "-", "-", "-", "-"]
     assert "1 of 4 results finished; 3 to run (3 fits)" in r5.stdout and not fits.exists()
     assert "2 fit(s) with no record yet" in r5.stdout
     from bench.method import get_method
@@ -115,3 +115,30 @@ def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
                {"dataset": {"name": "mid"}, "method": {"name": "sasrec", "params_hash": "x"}, "seed": 0,
                 "training": {}, "timings": {"fit_s": 60}})  # outside <dataset>/<protocol>/...: not read
     assert ("sasrec", "x") not in fit_minutes_estimates(tmp_path, "mid", 3000)
+
+
+def test_score_estimate_scales_seconds_per_scored_pair(tmp_path):
+    """--dry-run's scoring estimate: a pointwise model's full ranking grows with users x items, which a fit-time
+    estimate alone hides (DIN on beauty-5core: about 29 h of full-ranking scoring after a one-hour fit)."""
+    from bench.api import _score_records, score_minutes_estimate
+    from bench.io import write_json
+
+    def cell(dataset, mode, users, items, score_s, method="din", h="abc", device="cpu"):
+        proto = {"mode": mode, **({"n_negatives": 99} if mode == "sampled" else {})}
+        tag = "full" if mode == "full" else "sampled-uniform-n99"
+        write_json(tmp_path / dataset / tag / method / h / "seed0" / "result.json",
+                   {"dataset": {"name": dataset, "stats": {"items": items}}, "protocol": proto, "n_users": users,
+                    "method": {"name": method, "params_hash": h}, "seed": 0, "environment": {"device": device},
+                    "timings": {"score_s": score_s}})
+
+    cell("small", "full", 100, 1000, 600.0)         # 1e5 pairs in 10 min
+    cell("small", "sampled", 100, 1000, 60.0)       # 1e4 pairs in 1 min
+    records = _score_records(tmp_path)
+    minutes, source = score_minutes_estimate(records, "din", "abc", "cpu", "full", 1000 * 10000, "big")
+    assert minutes == pytest.approx(1000.0) and source == "scaled from small x1e+02 pairs"
+    assert score_minutes_estimate(records, "din", "abc", "cpu", "sampled", 100 * 100, "small") == (1.0, "recorded")
+    assert score_minutes_estimate(records, "din", "abc", "cuda:0", "full", 10, "small") is None  # other device
+    assert score_minutes_estimate(records, "din", "other", "cpu", "full", 10, "small") is None   # other params
+    cell("big", "full", 10, 1000, 6.0)                # a record on the planned dataset wins over a nearer one
+    minutes, source = score_minutes_estimate(_score_records(tmp_path), "din", "abc", "cpu", "full", 100 * 1000, "big")
+    assert minutes == pytest.approx(1.0) and source == "scaled from big x10 pairs"
