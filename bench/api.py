@@ -209,23 +209,35 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     return execute(plan, **callbacks)
 
 
-def _fit_records(out) -> dict[tuple[str, str, str, str], tuple[float, int | None, str]]:
-    """(dataset, method, params hash, device kind) -> (median wall-clock minutes of the fits its finished cells under
-    `out` recorded, the dataset's interaction count, the method's kind), one fit per seed however many protocols
-    scored it (a fit reused from disk does not count). Wall clock: it carries the load of the machine at the time."""
-    import statistics
+def _grid_results(out) -> list[tuple[dict, str]]:
+    """Finished cells in the grid layout <dataset>/<protocol>/<method>/<hash>/seed<N> under `out` (not robustness or
+    legacy cells), each with the device kind it ran on: what the fit and scoring estimates read, once per plan."""
     from bench.results import iter_results
-    seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}
-    size: dict[str, int | None] = {}
-    kinds: dict[str, str] = {}
+    found = []
     for folder, r in iter_results(Path(out)):
         parts = folder.relative_to(Path(out)).parts
         try:
-            dataset = r["dataset"]["name"]
-            if len(parts) != 5 or parts[0] != dataset:  # <dataset>/<protocol>/<method>/<hash>/seed<N>, not robustness
-                continue                                  # or legacy cells
+            if len(parts) == 5 and parts[0] == r["dataset"]["name"]:
+                found.append((r, str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]))
+        except (KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
+def _fit_records(results: list[tuple[dict, str]]
+                 ) -> dict[tuple[str, str, str, str], tuple[float, int | None, str]]:
+    """(dataset, method, params hash, device kind) -> (median wall-clock minutes of the fits its finished cells
+    (`_grid_results`) recorded, the dataset's interaction count, the method's kind), one fit per seed however many
+    protocols scored it (a fit reused from disk does not count). Wall clock: it carries the load of the machine at
+    the time."""
+    import statistics
+    seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}
+    size: dict[str, int | None] = {}
+    kinds: dict[str, str] = {}
+    for r, device in results:
+        try:
             if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
-                device = str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]
+                dataset = r["dataset"]["name"]
                 key = (dataset, r["method"]["name"], r["method"]["params_hash"], device)
                 seconds.setdefault(key, {}).setdefault(r["seed"], r["timings"]["fit_s"])
                 size.setdefault(dataset, (r["dataset"].get("stats") or {}).get("interactions"))
@@ -246,7 +258,7 @@ def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "c
     with the item count too, 7.6x there). Only methods that train in epochs over the data (baselines, the text
     floor) are scaled: LM methods train on a fixed number of samples, so their time does not follow the data size."""
     import math
-    records = _fit_records(out) if records is None else records  # `records`: _fit_records(out), read once per plan
+    records = _fit_records(_grid_results(out)) if records is None else records  # read once per plan
     estimates: dict[tuple[str, str], tuple[float, str]] = {}
     elsewhere: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
     for (d, m, h, dev), (minutes, n, kind) in records.items():
@@ -269,26 +281,24 @@ def _pairs(mode: str, users: int, items: int, n_negatives: int | None) -> int:
     return users * (items if mode == "full" else (n_negatives or 0) + 1)
 
 
-def _score_records(out) -> dict[tuple[str, str, str, str], list[tuple[float, int, str]]]:
+def _score_records(results: list[tuple[dict, str]]
+                   ) -> dict[tuple[str, str, str, str], list[tuple[float, int, str]]]:
     """(method, params hash, device kind, protocol mode) -> [(test-scoring seconds per scored (user, item) pair, pairs
-    scored, dataset)], one entry per finished cell under `out`. Scoring is what a cell costs after its fit: under full
-    ranking a pointwise model (DIN, the LM methods) scores every item for every user, which can dwarf the fit."""
-    from bench.results import iter_results
+    scored, dataset)], one entry per finished cell (`_grid_results`). Scoring is what a cell costs after its fit:
+    under full ranking a pointwise model (DIN, the LM methods) scores every item for every user, which can dwarf the
+    fit."""
     records: dict[tuple[str, str, str, str], list[tuple[float, int, str]]] = {}
-    for folder, r in iter_results(Path(out)):
+    for r, device in results:
         try:
-            dataset, proto = r["dataset"]["name"], r["protocol"]
-            if len(folder.relative_to(Path(out)).parts) != 5 or folder.relative_to(Path(out)).parts[0] != dataset:
-                continue
+            proto = r["protocol"]
             pairs = _pairs(proto["mode"], int(r["n_users"]), int(r["dataset"]["stats"]["items"]),
                            proto.get("n_negatives"))
             seconds = float(r["timings"]["score_s"])
-            device = str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]
+            key = (r["method"]["name"], r["method"]["params_hash"], device, proto["mode"])
         except (KeyError, TypeError, AttributeError, ValueError):
             continue
         if pairs > 0 and seconds > 0:
-            key = (r["method"]["name"], r["method"]["params_hash"], device, proto["mode"])
-            records.setdefault(key, []).append((seconds / pairs, pairs, dataset))
+            records.setdefault(key, []).append((seconds / pairs, pairs, r["dataset"]["name"]))
     return records
 
 
@@ -320,8 +330,8 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     from bench.method import resolve_device
     from bench.resume import progress_note
     from bench.results import cell_dir, is_finished, params_hash
-    rows, loaded, minutes, records = [], {}, {}, _fit_records(plan.out)
-    scoring = _score_records(plan.out)
+    results = _grid_results(plan.out)
+    rows, loaded, minutes, records, scoring = [], {}, {}, _fit_records(results), _score_records(results)
     for cell in plan.cells:
         if cell.dataset not in loaded:
             loaded[cell.dataset] = load_dataset(cell.dataset, plan.data_root)
@@ -336,8 +346,8 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
         if (cell.dataset, device) not in minutes:
             minutes[cell.dataset, device] = fit_minutes_estimates(plan.out, ds.name, stats["interactions"], device,
                                                                   records)
-        estimate = (None if fit_state == "saved"
-                    else minutes[cell.dataset, device].get((cell.method, params_hash(params))))
+        h = params_hash(params)
+        estimate = None if fit_state == "saved" else minutes[cell.dataset, device].get((cell.method, h))
         cap = params.get("max_minutes")
         if estimate and cap and estimate[0] > cap:  # the wall-clock safety stop would end this fit early
             estimate = (float(cap), f"{estimate[1]}: {estimate[0]:.0f}, stopped by max_minutes")
@@ -346,7 +356,7 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
                                                   ds.fingerprint)
             n_users = stats["users"] if p.max_users is None else min(p.max_users, stats["users"])
             scored = None if done else score_minutes_estimate(
-                scoring, cell.method, params_hash(params), device, p.mode,
+                scoring, cell.method, h, device, p.mode,
                 _pairs(p.mode, n_users, stats["items"], p.n_negatives), ds.name)
             rows.append({"dataset": ds.name, "method": cell.method, "seed": cell.seed, "protocol": p.tag,
                          "state": "finished" if done else "to run", "fit": "-" if done else fit_state,

@@ -129,10 +129,10 @@ def cmd_run(args) -> int:
         scored = todo.dropna(subset=["score_min_est"])
         if len(scored):
             worst = scored.loc[scored["score_min_est"].idxmax()]
-            print(f"test scoring, after the fits: about {scored['score_min_est'].sum():.0f} min for the {len(scored)} of "
-                  f"{len(todo)} results with a record of the same method and params (seconds per scored (user, item) "
-                  f"pair, scaled by pairs); the longest, {worst['method']} seed {worst['seed']} {worst['protocol']} on "
-                  f"{worst['dataset']}: about {worst['score_min_est'] / 60:.1f} h")
+            print(f"test scoring, after the fits: about {scored['score_min_est'].sum():.0f} min for the {len(scored)} "
+                  f"of {len(todo)} results with a record of the same method and params (seconds per scored "
+                  f"(user, item) pair, scaled by pairs); the longest, {worst['method']} seed {worst['seed']} "
+                  f"{worst['protocol']} on {worst['dataset']}: about {worst['score_min_est'] / 60:.1f} h")
         return 0
     with _display(args.out) as callbacks:
         result = api.run(dataset=args.dataset, protocol=args.protocol, sampler=args.sampler, executor=args.executor,

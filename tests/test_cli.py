@@ -120,7 +120,7 @@ def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
 def test_score_estimate_scales_seconds_per_scored_pair(tmp_path):
     """--dry-run's scoring estimate: a pointwise model's full ranking grows with users x items, which a fit-time
     estimate alone hides (DIN on beauty-5core: about 29 h of full-ranking scoring after a one-hour fit)."""
-    from bench.api import _score_records, score_minutes_estimate
+    from bench.api import _grid_results, _score_records, score_minutes_estimate
     from bench.io import write_json
 
     def cell(dataset, mode, users, items, score_s, method="din", h="abc", device="cpu"):
@@ -133,12 +133,13 @@ def test_score_estimate_scales_seconds_per_scored_pair(tmp_path):
 
     cell("small", "full", 100, 1000, 600.0)         # 1e5 pairs in 10 min
     cell("small", "sampled", 100, 1000, 60.0)       # 1e4 pairs in 1 min
-    records = _score_records(tmp_path)
+    records = _score_records(_grid_results(tmp_path))
     minutes, source = score_minutes_estimate(records, "din", "abc", "cpu", "full", 1000 * 10000, "big")
     assert minutes == pytest.approx(1000.0) and source == "scaled from small x1e+02 pairs"
     assert score_minutes_estimate(records, "din", "abc", "cpu", "sampled", 100 * 100, "small") == (1.0, "recorded")
     assert score_minutes_estimate(records, "din", "abc", "cuda:0", "full", 10, "small") is None  # other device
     assert score_minutes_estimate(records, "din", "other", "cpu", "full", 10, "small") is None   # other params
     cell("big", "full", 10, 1000, 6.0)                # a record on the planned dataset wins over a nearer one
-    minutes, source = score_minutes_estimate(_score_records(tmp_path), "din", "abc", "cpu", "full", 100 * 1000, "big")
+    records = _score_records(_grid_results(tmp_path))
+    minutes, source = score_minutes_estimate(records, "din", "abc", "cpu", "full", 100 * 1000, "big")
     assert minutes == pytest.approx(1.0) and source == "scaled from big x10 pairs"
