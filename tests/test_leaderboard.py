@@ -8,9 +8,9 @@ METRICS = ("auc", "gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10"
 
 
 def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None, profile="quick", overrides=None,
-         device="cpu", params_hash="abcd1234"):
+         device="cpu", params_hash="abcd1234", protocol="sampled-uniform-n99"):
     m = {k: 0.1 for k in METRICS} | {"hr@10": hr10, "auc": 0.5 + hr10 / 2}
-    folder = root / "d" / "sampled-uniform-n99" / method / params_hash / f"seed{seed}"
+    folder = root / "d" / protocol / method / params_hash / f"seed{seed}"
     write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": params_hash,
                                                    "profile": profile, "params": params or {},
                                                    "overrides": overrides or {}},
@@ -68,6 +68,24 @@ def test_no_text_source_line_without_text_methods(tmp_path):
     fake(tmp_path, "pop", 0, 0.30)
     fake(tmp_path, "sasrec", 0, 0.40)
     assert "Item text read" not in render(build(tmp_path, "d"), "md")
+
+
+def test_caption_names_methods_run_under_other_protocols_only(tmp_path):
+    fake(tmp_path, "pop", 0, 0.30)
+    fake(tmp_path, "pop", 0, 0.03, protocol="full")
+    fake(tmp_path, "din", 0, 0.50)
+    fake(tmp_path, "tallrec", 0, 0.45, protocol="sampled-uniform-n99-u300")
+    (tmp_path / "d" / "candidates" / "x" / "h" / "seed0").mkdir(parents=True)  # not a protocol: never read as one
+    (tmp_path / "d" / "full" / "sasrec" / "h" / "seed0").mkdir(parents=True)    # started, never finished: no row
+    full = render(build(tmp_path, "d", "full"), "md")
+    assert ("Not in this table, with results on `d` under other protocols only: `din` (sampled-uniform-n99); "
+            "`tallrec` (sampled-uniform-n99-u300).") in full
+    assert "`sasrec`" not in full and "`pop` (" not in full
+    sampled = render(build(tmp_path, "d"), "md")
+    assert "Not in this table, with results on `d` under other protocols only: `tallrec` (sampled-uniform-n99-u300)." \
+        in sampled, "the finished u300 cell is named; pop and din have rows here"
+    fake(tmp_path, "tallrec", 0, 0.45)
+    assert "Not in this table" not in render(build(tmp_path, "d"), "md"), "every method has a row: no note"
 
 
 def test_missing_results_and_target_are_one_line_errors(tmp_path):

@@ -36,6 +36,7 @@ class Leaderboard:
     budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
     budgets: dict = field(default_factory=dict)       # label -> what bounded its training (profile, counts, fit time)
     text_source: dict = field(default_factory=dict)   # item text the text-reading rows read: field -> items
+    elsewhere: dict = field(default_factory=dict)     # method -> other protocols of this dataset it has results under
     written: list = field(default_factory=list)       # the files bench.api.leaderboard wrote
 
     @property
@@ -95,7 +96,8 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     readers = df[df["kind"].isin((*TEXT_READERS, "text")) & df["text_source"].notna()]
     lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
                      budget_stopped=set(df.loc[df["budget_stopped"], "label"]), budgets=budgets,
-                     text_source=dict(readers["text_source"].iloc[0]) if len(readers) else {})
+                     text_source=dict(readers["text_source"].iloc[0]) if len(readers) else {},
+                     elsewhere=run_elsewhere(root, dataset, protocol, set(df["method"])))
     if significance and len(mean) > 1:
         _add_marks(lb, root)
     return lb
@@ -143,7 +145,7 @@ def render(lb: Leaderboard, style: str) -> str:
                      else "; no target method chosen, so no Improvement row (use --target).")
                   + " Mean ± std over seeds where there are several." + lb.significance_note
                   + chance_note(lb.protocol)
-                  + _text_floor_note(lb) + _text_source_note(lb)
+                  + _text_floor_note(lb) + _text_source_note(lb) + _elsewhere_note(lb)
                   + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
                      "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n"
                   + _budget_note(lb))
@@ -199,6 +201,30 @@ def _text_source_note(lb: Leaderboard) -> str:
         return ""
     parts = ", ".join(f"`{f}` for {n} items" for f, n in lb.text_source.items())
     return f" Item text read by the text methods: {parts} (the recipe says what the field holds)."
+
+
+def run_elsewhere(root: Path, dataset: str, protocol: str, present: set[str]) -> dict[str, list[str]]:
+    """Methods with results on this dataset under other protocols but none under this one (e.g. DIN, whose full
+    ranking is a pointwise pass over every item and was run under the sampled protocols only), so that a reader of
+    one table knows a row is missing rather than never run."""
+    out: dict[str, list[str]] = {}
+    base = Path(root) / dataset
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and p.name != protocol) if base.is_dir() else ():
+        try:
+            Protocol.from_tag(folder.name)
+        except BenchError:
+            continue  # candidates/, fits/, robustness/ ... hold no leaderboard rows
+        for method_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+            if method_dir.name not in present and next(method_dir.glob("*/seed*/result.json"), None):
+                out.setdefault(method_dir.name, []).append(folder.name)
+    return out
+
+
+def _elsewhere_note(lb: Leaderboard) -> str:
+    if not lb.elsewhere:
+        return ""
+    parts = "; ".join(f"`{m}` ({', '.join(tags)})" for m, tags in sorted(lb.elsewhere.items()))
+    return f" Not in this table, with results on `{lb.dataset}` under other protocols only: {parts}."
 
 
 def chance_note(protocol: str) -> str:
