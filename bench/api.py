@@ -225,32 +225,39 @@ def _grid_results(out) -> list[tuple[dict, str]]:
 
 
 def _fit_records(results: list[tuple[dict, str]]
-                 ) -> dict[tuple[str, str, str, str], tuple[float, int | None, str]]:
-    """(dataset, method, params hash, device kind) -> (median wall-clock minutes of the fits its finished cells
-    (`_grid_results`) recorded, the dataset's interaction count, the method's kind), one fit per seed however many
-    protocols scored it (a fit reused from disk does not count). Wall clock: it carries the load of the machine at
+                 ) -> dict[tuple[str, str, str, str], tuple[float, int | None, str, bool]]:
+    """(dataset, method, work hash, device kind) -> (median wall-clock minutes of the fits its finished cells
+    (`_grid_results`) recorded, the dataset's interaction count, the method's kind, whether a seed was ended by the
+    safety stop, so that its time is a lower bound), one fit per seed however many protocols scored it (a fit reused
+    from disk does not count). The work hash leaves out the safety stops (`bench.results.work_hash`): a plan that
+    raises max_minutes still finds the records of the same work. Wall clock: it carries the load of the machine at
     the time."""
     import statistics
+    from bench.results import work_hash
     seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}
     size: dict[str, int | None] = {}
     kinds: dict[str, str] = {}
+    stopped: set[tuple[str, str, str, str]] = set()
     for r, device in results:
         try:
             if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
                 dataset = r["dataset"]["name"]
-                key = (dataset, r["method"]["name"], r["method"]["params_hash"], device)
+                key = (dataset, r["method"]["name"], work_hash(r["method"].get("params"), r["method"]["params_hash"]),
+                       device)
                 seconds.setdefault(key, {}).setdefault(r["seed"], r["timings"]["fit_s"])
                 size.setdefault(dataset, (r["dataset"].get("stats") or {}).get("interactions"))
                 kinds[key[1]] = r["method"].get("kind", "baseline")
+                if r["training"].get("budget_stopped"):
+                    stopped.add(key)
         except (KeyError, TypeError, AttributeError):
             continue
-    return {key: (statistics.median(by_seed.values()) / 60, size[key[0]], kinds[key[1]])
+    return {key: (statistics.median(by_seed.values()) / 60, size[key[0]], kinds[key[1]], key in stopped)
             for key, by_seed in seconds.items()}
 
 
 def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "cpu", records: dict | None = None
                           ) -> dict[tuple[str, str], tuple[float, str]]:
-    """(method, params hash) -> (estimated fit minutes, where it comes from) for a fit on `dataset` on `device` (cpu
+    """(method, work hash) -> (estimated fit minutes, where it comes from) for a fit on `dataset` on `device` (cpu
     or cuda: only records made on that kind of device count): the median its finished seeds on this dataset
     recorded, else a record of the same configuration on the dataset nearest in size,
     scaled by the ratio of interactions. Rough: from the beauty subsample to beauty-5core (9.6x the interactions)
@@ -261,14 +268,16 @@ def fit_minutes_estimates(out, dataset: str, interactions: int, device: str = "c
     records = _fit_records(_grid_results(out)) if records is None else records  # read once per plan
     estimates: dict[tuple[str, str], tuple[float, str]] = {}
     elsewhere: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
-    for (d, m, h, dev), (minutes, n, kind) in records.items():
+    for (d, m, h, dev), (minutes, n, kind, stopped) in records.items():
         if dev != device.split(":")[0]:
             continue
+        lower = ", budget-stopped: at least" if stopped else ""
         if d == dataset:
-            estimates[m, h] = (minutes, "recorded")
+            estimates[m, h] = (minutes, "recorded" + lower)
         elif n and interactions and kind in ("baseline", "text"):
             ratio = interactions / n
-            elsewhere.setdefault((m, h), []).append((abs(math.log(ratio)), minutes * ratio, f"{d} x{ratio:.2g}"))
+            elsewhere.setdefault((m, h), []).append((abs(math.log(ratio)), minutes * ratio,
+                                                     f"{d} x{ratio:.2g}{lower}"))
     for key, options in elsewhere.items():
         if key not in estimates:
             _, minutes, source = min(options)
@@ -283,10 +292,11 @@ def _pairs(mode: str, users: int, items: int, n_negatives: int | None) -> int:
 
 def _score_records(results: list[tuple[dict, str]]
                    ) -> dict[tuple[str, str, str, str], list[tuple[float, int, str]]]:
-    """(method, params hash, device kind, protocol mode) -> [(test-scoring seconds per scored (user, item) pair, pairs
+    """(method, work hash, device kind, protocol mode) -> [(test-scoring seconds per scored (user, item) pair, pairs
     scored, dataset)], one entry per finished cell (`_grid_results`). Scoring is what a cell costs after its fit:
     under full ranking a pointwise model (DIN, the LM methods) scores every item for every user, which can dwarf the
     fit."""
+    from bench.results import work_hash
     records: dict[tuple[str, str, str, str], list[tuple[float, int, str]]] = {}
     for r, device in results:
         try:
@@ -294,7 +304,8 @@ def _score_records(results: list[tuple[dict, str]]
             pairs = _pairs(proto["mode"], int(r["n_users"]), int(r["dataset"]["stats"]["items"]),
                            proto.get("n_negatives"))
             seconds = float(r["timings"]["score_s"])
-            key = (r["method"]["name"], r["method"]["params_hash"], device, proto["mode"])
+            key = (r["method"]["name"], work_hash(r["method"].get("params"), r["method"]["params_hash"]), device,
+                   proto["mode"])
         except (KeyError, TypeError, AttributeError, ValueError):
             continue
         if pairs > 0 and seconds > 0:
@@ -302,13 +313,14 @@ def _score_records(results: list[tuple[dict, str]]
     return records
 
 
-def score_minutes_estimate(records, method: str, params_hash_: str, device: str, mode: str, pairs: int,
+def score_minutes_estimate(records, method: str, work_hash_: str, device: str, mode: str, pairs: int,
                            dataset: str) -> tuple[float, str] | None:
-    """Estimated minutes to score `pairs` (user, item) pairs under `mode`, from the record of the same method, params
-    and device kind nearest in pairs scored (the same dataset first), scaled linearly by the pair count; None without
-    a record. Rough: a model that scores all items at once (RecBole's full sort) gains little from fewer candidates."""
+    """Estimated minutes to score `pairs` (user, item) pairs under `mode`, from the record of the same method, work
+    hash (params without the safety stops) and device kind nearest in pairs scored (the same dataset first), scaled
+    linearly by the pair count; None without a record. Rough: a model that scores all items at once (RecBole's full
+    sort) gains little from fewer candidates."""
     import math
-    options = records.get((method, params_hash_, device.split(":")[0], mode))
+    options = records.get((method, work_hash_, device.split(":")[0], mode))
     if not options or pairs <= 0:
         return None
     per_pair, n, source = min(options, key=lambda o: (o[2] != dataset, abs(math.log(pairs / o[1]))))
@@ -320,16 +332,17 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     """`bench.py run --dry-run`: what a plan would do, without doing it. One row per (cell, protocol): dataset,
     method, seed, protocol, state (finished | to run), the fit's state (saved: reused without training;
     resumable: an interrupted fit continues after its saved epochs; none: trained from scratch) and, for a fit still
-    to train, `fit_min_est`: the median fit time its method's finished seeds recorded under the same params, else
-    such a record on another dataset scaled by the ratio of interactions (`est_from` says which; at most the
-    method's max_minutes safety stop, which `est_from` then names; NaN where there is neither; a resumable fit needs
-    less), and `score_min_est`: the test scoring of that protocol alone, from the records' seconds per scored
+    to train, `fit_min_est`: the median fit time its method's finished seeds recorded under the same params (the
+    safety stops aside: bench.results.work_hash), else such a record on another dataset scaled by the ratio of
+    interactions (`est_from` says which, and "budget-stopped: at least" where the stop ended a recorded seed; at most
+    the method's max_minutes safety stop, which `est_from` then names; NaN where there is neither; a resumable fit
+    needs less), and `score_min_est`: the test scoring of that protocol alone, from the records' seconds per scored
     (user, item) pair (`score_est_from`; see score_minutes_estimate)."""
     from bench.data.prepare import load_dataset
     from bench.fits import fit_dir, resume_dir
     from bench.method import resolve_device
     from bench.resume import progress_note
-    from bench.results import cell_dir, is_finished, params_hash
+    from bench.results import cell_dir, is_finished, params_hash, work_hash
     results = _grid_results(plan.out)
     rows, loaded, minutes, records, scoring = [], {}, {}, _fit_records(results), _score_records(results)
     for cell in plan.cells:
@@ -346,7 +359,7 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
         if (cell.dataset, device) not in minutes:
             minutes[cell.dataset, device] = fit_minutes_estimates(plan.out, ds.name, stats["interactions"], device,
                                                                   records)
-        h = params_hash(params)
+        h = work_hash(params, params_hash(params))   # records of the same work, whatever its safety stop
         estimate = None if fit_state == "saved" else minutes[cell.dataset, device].get((cell.method, h))
         cap = params.get("max_minutes")
         if estimate and cap and estimate[0] > cap:  # the wall-clock safety stop would end this fit early

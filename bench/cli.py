@@ -130,7 +130,7 @@ def cmd_run(args) -> int:
         if len(scored):
             worst = scored.loc[scored["score_min_est"].idxmax()]
             print(f"test scoring, after the fits: about {scored['score_min_est'].sum():.0f} min for the {len(scored)} "
-                  f"of {len(todo)} results with a record of the same method and params (seconds per scored "
+                  f"of {len(todo)} results with a record of the same method and work (seconds per scored "
                   f"(user, item) pair, scaled by pairs); the longest, {worst['method']} seed {worst['seed']} "
                   f"{worst['protocol']} on {worst['dataset']}: about {worst['score_min_est'] / 60:.1f} h")
         return 0

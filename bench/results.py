@@ -37,6 +37,17 @@ def params_hash(params: dict) -> str:
     return sha256_json(params)[:8]
 
 
+SAFETY_STOPS = ("max_minutes", "pretrain_max_minutes")  # wall-clock safety stops: they bound no work unless they fire
+
+
+def work_hash(params: dict | None, recorded_hash: str) -> str:
+    """The params hash without the wall-clock safety stops: two configurations that differ only there do the same
+    work (what `run --dry-run` matches its time records by). `recorded_hash` where the params are not recorded."""
+    if not params:
+        return recorded_hash
+    return params_hash({k: v for k, v in params.items() if k not in SAFETY_STOPS})
+
+
 def cell_dir(root: Path, dataset: str | None, protocol: Protocol, method: str, params: dict, seed: int) -> Path:
     base = Path(root) / dataset if dataset else Path(root)
     return base / protocol.tag / method / params_hash(params) / f"seed{seed}"

@@ -117,6 +117,39 @@ def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
     assert ("sasrec", "x") not in fit_minutes_estimates(tmp_path, "mid", 3000)
 
 
+def test_estimates_match_records_of_the_same_work_whatever_the_safety_stop(tmp_path):
+    """Raising max_minutes (a safety stop, not a budget) changes the params hash but not the work: the dry-run still
+    finds the records; a record the safety stop ended is a lower bound and says so."""
+    from bench.api import _grid_results, _score_records, fit_minutes_estimates, score_minutes_estimate
+    from bench.io import write_json
+    from bench.results import params_hash, work_hash
+
+    def cell(seed, params, fit_s, stopped=False, method="s3rec"):
+        h = params_hash(params)
+        write_json(tmp_path / "ds" / "full" / method / h / f"seed{seed}" / "result.json",
+                   {"dataset": {"name": "ds", "stats": {"interactions": 1000, "items": 100}},
+                    "protocol": {"mode": "full"}, "n_users": 10,
+                    "method": {"name": method, "params_hash": h, "params": params}, "seed": seed,
+                    "training": {"budget_stopped": stopped}, "timings": {"fit_s": fit_s, "score_s": 60.0}})
+
+    base = {"epochs": 100, "lr": 1e-3}
+    cell(0, {**base, "max_minutes": 60, "pretrain_max_minutes": 60}, 3600.0, stopped=True)
+    raised = {**base, "max_minutes": 600, "pretrain_max_minutes": 600}
+    wh = work_hash(raised, params_hash(raised))
+    assert wh == work_hash({**base, "max_minutes": None, "pretrain_max_minutes": None}, "-") != params_hash(raised)
+    assert work_hash({**base, "lr": 1e-2}, "-") != wh, "a change of work is another configuration"
+    assert work_hash(None, "abc") == "abc", "cells that recorded no params keep their params hash"
+    assert fit_minutes_estimates(tmp_path, "ds", 1000)["s3rec", wh] == (60.0, "recorded, budget-stopped: at least")
+    assert fit_minutes_estimates(tmp_path, "big", 2000)["s3rec", wh] == (
+        120.0, "scaled from ds x2, budget-stopped: at least")
+    assert score_minutes_estimate(_score_records(_grid_results(tmp_path)), "s3rec", wh, "cpu", "full", 1000,
+                                  "ds") == (1.0, "recorded")
+    cell(1, raised, 7200.0)     # the same work under a raised stop: the median of both seeds, still a lower bound
+    assert fit_minutes_estimates(tmp_path, "ds", 1000)["s3rec", wh] == (90.0, "recorded, budget-stopped: at least")
+    cell(0, {**base, "lr": 1e-2}, 60.0, method="bpr")
+    assert ("bpr", wh) not in fit_minutes_estimates(tmp_path, "ds", 1000)
+
+
 def test_score_estimate_scales_seconds_per_scored_pair(tmp_path):
     """--dry-run's scoring estimate: a pointwise model's full ranking grows with users x items, which a fit-time
     estimate alone hides (DIN on beauty-5core: about 29 h of full-ranking scoring after a one-hour fit)."""
