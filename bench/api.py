@@ -539,6 +539,33 @@ def status(out=None, dataset: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cell", "state", "seconds", "detail"])
 
 
+def seed_grid(out=None, dataset: str | None = None) -> pd.DataFrame:
+    """`bench.py status --grid`: which seeds are finished for each (dataset, method configuration) under each
+    protocol, one row per configuration (labelled as in the leaderboards: name, or name[hash] where a method has
+    several on a dataset), one column per protocol tag, "-" where none is; what a grid that grows over several
+    sessions still lacks, at a glance."""
+    from bench.results import iter_results, method_labels
+    root = Path(out if out is not None else default_out())
+    rows = []
+    for folder, r in iter_results(root, dataset):
+        parts = folder.relative_to(root).parts   # <dataset>/<protocol>/<method>/<hash>/seed<N>: not robustness cells
+        try:
+            if len(parts) == 5 and parts[0] == r["dataset"]["name"]:
+                rows.append((parts[0], parts[1], r["method"]["name"], r["method"]["params_hash"], int(r["seed"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not rows:
+        raise BenchError(f"no finished cells under {root}" + (f"/{dataset}" if dataset else ""))
+    df = pd.DataFrame(rows, columns=["dataset", "protocol", "method", "params_hash", "seed"])
+    df["label"] = ""
+    for name, part in df.groupby("dataset"):
+        df.loc[part.index, "label"] = method_labels(zip(part["method"], part["params_hash"]))
+    seeds = (df.drop_duplicates(["dataset", "label", "protocol", "seed"]).sort_values("seed")
+             .groupby(["dataset", "label", "protocol"])["seed"].agg(lambda s: ",".join(map(str, s))))
+    return seeds.unstack("protocol").fillna("-").rename_axis(columns=None).reset_index().rename(
+        columns={"label": "method"})
+
+
 def derive(dataset: str, to: str, methods=None, out=None, force: bool = False,
            log: Callable[[str], None] | None = None) -> list[Path]:
     """`bench.py derive`: the cells of the user-subsample protocol `to` from finished all-users cells of `dataset`

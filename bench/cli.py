@@ -242,6 +242,10 @@ def cmd_reproduce(args) -> int:
 
 def cmd_status(args) -> int:
     from tabulate import tabulate
+    if args.grid:
+        print(tabulate(api.seed_grid(args.out, args.dataset), headers="keys", tablefmt="github", showindex=False,
+                       disable_numparse=True))  # seeds "1" stay text, aligned like "0,1,2"
+        return 0
     df = api.status(args.out, args.dataset)
     print(tabulate([[r.cell, r.state, "-" if r.seconds is None or r.seconds != r.seconds else f"{r.seconds:.1f}",
                      r.detail] for r in df.itertuples()], headers=["cell", "state", "seconds", "detail"],
@@ -427,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="every cell under the results root: done / running / interrupted / failed",
                         parents=[_dataset(what="only this dataset's cells"), _out()])
+    st.add_argument("--grid", action="store_true",
+                    help="instead: the finished seeds of each method configuration under each protocol, per dataset")
     st.set_defaults(func=cmd_status)
 
     d = sub.add_parser("datasets", help="the paper's Table 1 columns and the popularity signal for each recipe",

@@ -176,3 +176,35 @@ def test_score_estimate_scales_seconds_per_scored_pair(tmp_path):
     records = _score_records(_grid_results(tmp_path))
     minutes, source = score_minutes_estimate(records, "din", "abc", "cpu", "full", 100 * 1000, "big")
     assert minutes == pytest.approx(1.0) and source == "scaled from big x10 pairs"
+
+
+def test_status_grid_lists_the_finished_seeds_of_each_configuration_per_protocol(tmp_path):
+    from bench.api import seed_grid
+    from bench.io import write_json
+
+    def cell(dataset, tag, method, h, seed):
+        write_json(tmp_path / dataset / tag / method / h / f"seed{seed}" / "result.json",
+                   {"dataset": {"name": dataset}, "method": {"name": method, "params_hash": h}, "seed": seed})
+
+    for seed in (2, 0, 1):
+        cell("d", "full", "bpr", "aa", seed)
+    cell("d", "sampled-uniform-n99", "bpr", "aa", 1)
+    cell("d", "sampled-uniform-n99", "din", "bb", 0)
+    cell("d", "sampled-uniform-n99", "tallrec", "t1", 0)
+    cell("d", "sampled-uniform-n99", "tallrec", "t2", 1)          # two configurations: two rows, never merged
+    cell("e", "full", "bpr", "cc", 0)
+    (tmp_path / "d" / "full" / "din" / "bb" / "seed0").mkdir(parents=True)   # started, unfinished: not listed
+    write_json(tmp_path / "d" / "robustness" / "sampled-uniform-n19" / "tallrec" / "t1" / "seed0" / "result.json",
+               {"dataset": {"name": "d"}, "method": {"name": "tallrec", "params_hash": "t1"}, "seed": 0})
+    grid = seed_grid(tmp_path).set_index(["dataset", "method"])
+    assert list(grid.columns) == ["full", "sampled-uniform-n99"]
+    assert grid.loc[("d", "bpr")].tolist() == ["0,1,2", "1"]
+    assert grid.loc[("d", "din")].tolist() == ["-", "0"]
+    assert grid.loc[("d", "tallrec[t1]"), "sampled-uniform-n99"] == "0"
+    assert grid.loc[("d", "tallrec[t2]"), "sampled-uniform-n99"] == "1"
+    assert grid.loc[("e", "bpr")].tolist() == ["0", "-"], "labels are per dataset: bpr has one configuration on e"
+    assert len(seed_grid(tmp_path, "e")) == 1
+    r = cli("status", "--grid", "--out", str(tmp_path), "--dataset", "d")
+    assert r.returncode == 0 and "| d         | bpr         | 0,1,2  | 1                     |" in r.stdout, r.stdout
+    r = cli("status", "--grid", "--out", str(tmp_path / "none"))
+    assert r.returncode != 0 and "no finished cells under" in r.stderr
