@@ -209,19 +209,23 @@ def run(dataset="ml-100k", methods="random,pop,sasrec", seeds=0, protocol="sampl
     return execute(plan, **callbacks)
 
 
-def _grid_results(out) -> list[tuple[dict, str]]:
-    """Finished cells in the grid layout <dataset>/<protocol>/<method>/<hash>/seed<N> under `out` (not robustness or
-    legacy cells), each with the device kind it ran on: what the fit and scoring estimates read, once per plan."""
+def _grid_cells(out, dataset: str | None = None) -> Iterable[tuple[tuple[str, ...], dict]]:
+    """(path parts, result) of the finished cells in the grid layout <dataset>/<protocol>/<method>/<hash>/seed<N>
+    under `out` (not robustness or legacy cells)."""
     from bench.results import iter_results
-    found = []
-    for folder, r in iter_results(Path(out)):
+    for folder, r in iter_results(Path(out), dataset):
         parts = folder.relative_to(Path(out)).parts
         try:
             if len(parts) == 5 and parts[0] == r["dataset"]["name"]:
-                found.append((r, str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]))
+                yield parts, r
         except (KeyError, TypeError, AttributeError):
             continue
-    return found
+
+
+def _grid_results(out) -> list[tuple[dict, str]]:
+    """The grid's finished cells (`_grid_cells`), each with the device kind it ran on: what the fit and scoring
+    estimates read, once per plan."""
+    return [(r, str((r.get("environment") or {}).get("device") or "cpu").split(":")[0]) for _, r in _grid_cells(out)]
 
 
 def _fit_records(results: list[tuple[dict, str]]
@@ -544,14 +548,12 @@ def seed_grid(out=None, dataset: str | None = None) -> pd.DataFrame:
     protocol, one row per configuration (labelled as in the leaderboards: name, or name[hash] where a method has
     several on a dataset), one column per protocol tag, "-" where none is; what a grid that grows over several
     sessions still lacks, at a glance."""
-    from bench.results import iter_results, method_labels
+    from bench.results import method_labels
     root = Path(out if out is not None else default_out())
     rows = []
-    for folder, r in iter_results(root, dataset):
-        parts = folder.relative_to(root).parts   # <dataset>/<protocol>/<method>/<hash>/seed<N>: not robustness cells
+    for parts, r in _grid_cells(root, dataset):
         try:
-            if len(parts) == 5 and parts[0] == r["dataset"]["name"]:
-                rows.append((parts[0], parts[1], r["method"]["name"], r["method"]["params_hash"], int(r["seed"])))
+            rows.append((parts[0], parts[1], r["method"]["name"], r["method"]["params_hash"], int(r["seed"])))
         except (KeyError, TypeError, ValueError):
             continue
     if not rows:
