@@ -346,7 +346,7 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
     from bench.fits import fit_dir, resume_dir
     from bench.method import resolve_device
     from bench.resume import progress_note
-    from bench.results import cell_dir, is_finished, params_hash, work_hash
+    from bench.results import cell_dir, is_finished, work_hash
     results = _grid_results(plan.out)
     rows, loaded, minutes, records, scoring = [], {}, {}, _fit_records(results), _score_records(results)
     for cell in plan.cells:
@@ -363,7 +363,7 @@ def plan_state(plan: RunPlan) -> pd.DataFrame:
         if (cell.dataset, device) not in minutes:
             minutes[cell.dataset, device] = fit_minutes_estimates(plan.out, ds.name, stats["interactions"], device,
                                                                   records)
-        h = work_hash(params, params_hash(params))   # records of the same work, whatever its safety stop
+        h = work_hash(params)   # records of the same work, whatever its safety stop
         estimate = None if fit_state == "saved" else minutes[cell.dataset, device].get((cell.method, h))
         cap = params.get("max_minutes")
         if estimate and cap and estimate[0] > cap:  # the wall-clock safety stop would end this fit early

@@ -40,10 +40,10 @@ def params_hash(params: dict) -> str:
 SAFETY_STOPS = ("max_minutes", "pretrain_max_minutes")  # wall-clock safety stops: they bound no work unless they fire
 
 
-def work_hash(params: dict | None, recorded_hash: str) -> str:
+def work_hash(params: dict | None, recorded_hash: str | None = None) -> str | None:
     """The params hash without the wall-clock safety stops: two configurations that differ only there do the same
-    work (what `run --dry-run` matches its time records by). `recorded_hash` where the params are not recorded."""
-    if not params:
+    work (what `run --dry-run` matches its time records by). `recorded_hash` for a cell that recorded no params."""
+    if params is None:
         return recorded_hash
     return params_hash({k: v for k, v in params.items() if k not in SAFETY_STOPS})
 

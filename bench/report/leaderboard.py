@@ -209,7 +209,9 @@ def run_elsewhere(root: Path, dataset: str, protocol: str, present: set[str]) ->
     one table knows a row is missing rather than never run."""
     out: dict[str, list[str]] = {}
     base = Path(root) / dataset
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and p.name != protocol) if base.is_dir() else ():
+    if not base.is_dir():
+        return out
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and p.name != protocol):
         try:
             Protocol.from_tag(folder.name)
         except BenchError:
