@@ -577,10 +577,11 @@ def derive(dataset: str, to: str, methods=None, out=None, force: bool = False,
                       methods=_names(methods, "--methods") if methods else None, force=force, log=log)
 
 
-def audit(out="results"):
-    """`bench.py audit`: the checks of the published results (bench.report.audit.AuditReport)."""
+def audit(out="results", reports: bool = True):
+    """`bench.py audit`: the checks of the published results (bench.report.audit.AuditReport); `reports=False`
+    skips rebuilding every report from its cells."""
     from bench.report.audit import audit as run_audit
-    return run_audit(Path(out))
+    return run_audit(Path(out), reports=reports)
 
 
 def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", seed: int = 0, samples: int = 60,

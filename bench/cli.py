@@ -257,7 +257,7 @@ def cmd_status(args) -> int:
 
 def cmd_audit(args) -> int:
     from bench.report.audit import summary_lines
-    rep = api.audit(args.out)
+    rep = api.audit(args.out, reports=args.reports)
     for line in summary_lines(rep):
         print(line)
     return 1 if rep.failures else 0
@@ -504,8 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     au = sub.add_parser("audit", help="check the published results: invariants, one candidate file and user set per "
                                       "(dataset, protocol, seed), clean provenance taken at the start, params vs "
-                                      "the current profile, compact per-user files; exit 1 on failure",
+                                      "the current profile, compact per-user files, reports equal to what their "
+                                      "cells give; exit 1 on failure",
                         parents=[_out("results", "results root to audit")])
+    au.add_argument("--cells-only", dest="reports", action="store_false",
+                    help="skip rebuilding the leaderboards, significance reports and paper tables (minutes)")
     au.set_defaults(func=cmd_audit)
 
     dv = sub.add_parser("derive", help="write the cells of a user-subsample protocol (e.g. sampled-uniform-n99-u300) "

@@ -67,7 +67,7 @@ def test_parent_parsers_declare_shared_options_once_and_keep_per_command_default
         assert parse(*argv, "--out", "elsewhere").out == "elsewhere"
     for argv in (["run"], ["reproduce", "--table", "toys"], ["compare-protocols"]):
         assert parse(*argv, "--executor", "ray").executor == "ray"
-    assert parse("audit").out == "results"
+    assert parse("audit").out == "results" and parse("audit").reports and not parse("audit", "--cells-only").reports
 
 
 @pytest.mark.parametrize("argv, function", [

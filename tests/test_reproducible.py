@@ -183,6 +183,48 @@ def test_audit_passes_a_clean_publication_and_names_each_failure(published, tiny
     assert f"{COMPACT_FILE} missing" in problems
 
 
+def test_audit_names_a_report_that_is_not_what_its_cells_give(published, tiny_name):
+    from bench.report import leaderboard as lb_mod
+    from bench.report import reproduce
+    from bench.report.significance import compare
+    tag = Protocol().tag
+    run_cell(Cell(tiny_name, "pop", 0), published, log=lambda m: None)
+    run_cell(Cell(tiny_name, "random", 0), published, log=lambda m: None)
+
+    def publish():
+        lb_mod.write(lb_mod.build(published, tiny_name, tag), published)
+        compare(published, tiny_name, tag, "ndcg@10", reference="random").write(published)
+        compare(published, tiny_name, tag, "gauc", methods=["pop"], reference="random").write(published)
+        reproduce.write(published, tiny_name, "beauty", tag)
+
+    publish()
+    rep = audit_mod.audit(published)
+    assert rep.reports == 4 and not rep.failures, rep.failures
+    assert audit_mod.audit(published, reports=False).reports == 0
+    # a new seed lands without its reports being rebuilt: every report that reads pop is named, with its command
+    run_cell(Cell(tiny_name, "pop", 1), published, log=lambda m: None)
+    stale = dict(audit_mod.audit(published).failures)
+    assert f"{tiny_name}/leaderboard-{tag}.md" in stale
+    assert f"{tiny_name}/reproduce-beauty-{tag}.md" not in stale, "the paper's table has no pop row: unchanged"
+    assert any("-subset-" in name for name in stale), "a subset report is rebuilt from the methods it lists"
+    assert (f"bench.py significance --dataset {tiny_name} --protocol {tag} --metric ndcg@10 --reference 'random'"
+            in stale[f"{tiny_name}/significance-{tag}-ndcg@10-vs-random.md"])
+    publish()
+    assert not audit_mod.audit(published).failures
+    # a hand edit is named too, and a report whose cells are gone cannot be rebuilt
+    md = published / tiny_name / f"significance-{tag}-ndcg@10-vs-random.md"
+    md.write_text(md.read_text().replace("pop", "pop ", 1))
+    paper = published / tiny_name / f"reproduce-beauty-{tag}.csv"
+    paper.write_text(paper.read_text() + "\n")
+    stale = dict(audit_mod.audit(published).failures)
+    assert "stale report" in stale[str(md.relative_to(published))]
+    assert f"reproduce-beauty-{tag}.csv differ" in stale[f"{tiny_name}/reproduce-beauty-{tag}.md"]
+    import shutil
+    shutil.rmtree(published / tiny_name / tag / "random")
+    problems = dict(audit_mod.audit(published).failures)
+    assert "cannot be rebuilt" in problems[str(md.relative_to(published))]
+
+
 def test_trained_methods_show_a_bar_per_epoch(tmp_path, tiny_name):
     import contextlib
     from bench.training import showing_progress

@@ -1,0 +1,120 @@
+"""Are the published reports what the published cells give today? Each leaderboard, significance report and
+paper-table rendering under a results root is rebuilt in memory from the cells beside it (result.json and the
+compact per-user files, both in git) with the options read back from the report itself, and compared byte for
+byte with the file. A report left behind by a new cell, a removed cell or a change of the rendering code is named,
+with the command that rewrites it. Robustness and diversity reports are not checked: they come from training runs,
+not from stored cells."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.evaluate import METRIC_KEYS
+from bench.protocol import Protocol
+
+LEGACY = "legacy"
+_METRIC = "|".join(re.escape(k) for k in sorted(METRIC_KEYS, key=len, reverse=True))
+LEADERBOARD = re.compile(r"leaderboard-(?P<protocol>.+)\.md")
+SIGNIFICANCE = re.compile(rf"significance-(?P<protocol>.+?)-(?P<metric>{_METRIC})(?:-(?P<comparison>.+))?\.md")
+REPRODUCE = re.compile(r"reproduce-(?P<table>[a-z0-9]+)-(?P<protocol>.+)\.md")
+TARGET = re.compile(r"Improvement: `([^`]+)` over the best baseline")
+PROFILE = re.compile(r"the row is the `([^`]+)` profile's")
+ALPHA = re.compile(r"alpha = ([0-9]*\.?[0-9]+)")
+
+
+@dataclass
+class Rebuilt:
+    """One report as it would be written now: {file name: text}, and the command that writes it."""
+    files: dict[str, str]
+    command: str
+
+
+def _leaderboard(root: Path, dataset: str, md: Path) -> Rebuilt:
+    from bench.report import leaderboard as lb_mod
+    protocol = LEADERBOARD.fullmatch(md.name)["protocol"]
+    target = TARGET.search(md.read_text(encoding="utf-8"))
+    target = target[1] if target else None
+    lb = lb_mod.build(root, dataset, protocol, target)
+    stem = f"leaderboard-{protocol}"
+    cmd = (f"bench.py leaderboard --dataset {dataset} --protocol {protocol}"
+           + (f" --target '{target}'" if target else ""))
+    return Rebuilt({f"{stem}.md": lb_mod.render(lb, "md"), f"{stem}.tex": lb_mod.render(lb, "tex"),
+                    f"{stem}.csv": lb_mod.to_csv(lb)}, cmd)
+
+
+def _significance(root: Path, dataset: str, md: Path) -> Rebuilt:
+    from bench.report.significance import compare
+    m = SIGNIFICANCE.fullmatch(md.name)
+    comparison = m["comparison"] or ""
+    text = md.read_text(encoding="utf-8")
+    rows = pd.read_csv(md.with_suffix(".csv"), keep_default_na=False)
+    reference = str(rows["reference"].iloc[0]) if comparison.startswith("vs-") and len(rows) else None
+    methods = sorted(set(rows["method"].astype(str))) if "-subset-" in comparison else None
+    test = "ttest" if "Test: paired t-test" in text else "wilcoxon"
+    alpha = ALPHA.search(text)
+    alpha = float(alpha[1]) if alpha else 0.05
+    report = compare(root, dataset, m["protocol"], m["metric"], reference=reference,
+                     all_pairs=comparison.startswith("all-pairs"), alpha=alpha, test=test, methods=methods)
+    suffix = "" if report.comparison == "best-baseline" else f"-{report.comparison}"
+    stem = f"significance-{m['protocol']}-{report.metric}{suffix}"
+    options = [f"--reference '{reference}'" if reference else "",
+               "--all-pairs" if report.comparison == "all-pairs" else "",
+               f"--methods {','.join(methods)}" if methods else "", "--test ttest" if test == "ttest" else ""]
+    cmd = " ".join([f"bench.py significance --dataset {dataset} --protocol {m['protocol']} --metric {m['metric']}",
+                    *filter(None, options)])
+    return Rebuilt({f"{stem}.md": report.to_markdown(), f"{stem}.csv": report.to_csv()}, cmd)
+
+
+def _reproduce(root: Path, dataset: str, md: Path) -> Rebuilt:
+    from bench.report.reproduce import side_by_side
+    m = REPRODUCE.fullmatch(md.name)
+    profile = PROFILE.search(md.read_text(encoding="utf-8"))
+    profile = profile[1] if profile else "quick"
+    text, df = side_by_side(root, dataset, m["table"], m["protocol"], profile)
+    stem = f"reproduce-{m['table']}-{m['protocol']}"
+    proto = Protocol.from_tag(m["protocol"])
+    cmd = (f"bench.py reproduce --table {m['table']} --dataset {dataset} --negatives {proto.n_negatives}"
+           + (f" --users {proto.max_users}" if proto.max_users else "")
+           + (f" --profile {profile}" if profile != "quick" else "") + " --no-run")
+    return Rebuilt({f"{stem}.md": text, f"{stem}.csv": df.to_csv(index=False)}, cmd)
+
+
+KINDS = ((LEADERBOARD, _leaderboard), (SIGNIFICANCE, _significance), (REPRODUCE, _reproduce))
+
+
+def reports(root: Path):
+    """(dataset, Markdown file, rebuild function) for every checked report under root, outside legacy/."""
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name != LEGACY):
+        for md in sorted(folder.glob("*.md")):
+            for pattern, rebuild in KINDS:
+                if pattern.fullmatch(md.name):
+                    yield folder.name, md, rebuild
+                    break
+
+
+def stale_reports(root: Path) -> tuple[int, list[tuple[str, str]]]:
+    """How many reports were checked, and (file, problem) for each that is not what its cells give now."""
+    root = Path(root)
+    checked, problems = 0, []
+    for dataset, md, rebuild in reports(root):
+        checked += 1
+        rel = str(md.relative_to(root))
+        try:
+            now = rebuild(root, dataset, md)
+        except (BenchError, KeyError, ValueError, OSError) as exc:
+            problems.append((rel, f"report cannot be rebuilt from the cells beside it ({type(exc).__name__}: {exc})"))
+            continue
+        if md.name not in now.files:
+            problems.append((rel, f"report's name is not the one its options give now ({', '.join(now.files)}); "
+                                  f"`{now.command} --out {root}` writes that one"))
+            continue
+        differ = [name for name, text in now.files.items()
+                  if not (md.parent / name).is_file() or (md.parent / name).read_text(encoding="utf-8") != text]
+        if differ:
+            problems.append((rel, f"stale report: {', '.join(differ)} differ(s) from what the cells give now; "
+                                  f"`{now.command} --out {root}` rewrites it"))
+    return checked, problems
