@@ -584,6 +584,13 @@ def audit(out="results", reports: bool = True):
     return run_audit(Path(out), reports=reports)
 
 
+def reports(out=None, dataset: str | None = None) -> list[tuple[str, str]]:
+    """`bench.py reports`: every report under `out` (or out/dataset) rebuilt from its cells, the changed ones
+    rewritten; (file, "rewritten" | "unchanged" | why it cannot be rebuilt) per report."""
+    from bench.report.current import refresh
+    return refresh(Path(out if out is not None else default_out()), dataset)
+
+
 def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", seed: int = 0, samples: int = 60,
               overrides=None, out=None, data_root=None, log: Callable[[str], None] | None = None) -> dict:
     """`bench.py diversity` (RQ2, GANPrompt): encoder embeddings of the K + 1 attribute variants before and after

@@ -1,7 +1,7 @@
 """The command line (`bench.py COMMAND --help`): argument parsing and printing over bench.api, which holds the logic.
 
 Commands: run, reproduce, status, datasets, methods, check-method, compare-protocols, significance, diversity,
-robustness, audit, derive, leaderboard."""
+robustness, audit, reports, derive, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -263,6 +263,17 @@ def cmd_audit(args) -> int:
     return 1 if rep.failures else 0
 
 
+def cmd_reports(args) -> int:
+    rows = api.reports(args.out, args.dataset)
+    for file, state in rows:
+        if state != "unchanged":
+            print(f"{file}: {state}")
+    failed = [f for f, state in rows if state not in ("rewritten", "unchanged")]
+    rewritten = sum(state == "rewritten" for _, state in rows)
+    print(f"reports: {len(rows)} rebuilt from their cells, {rewritten} rewritten, {len(failed)} cannot be rebuilt")
+    return 1 if failed else 0
+
+
 def cmd_derive(args) -> int:
     from rich.console import Console
     console = Console(stderr=True, soft_wrap=True)
@@ -510,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--cells-only", dest="reports", action="store_false",
                     help="skip rebuilding the leaderboards, significance reports and paper tables (minutes)")
     au.set_defaults(func=cmd_audit)
+
+    rr = sub.add_parser("reports", help="rebuild every leaderboard, significance report and paper table under the "
+                                        "results root from its cells (options read back from each report) and "
+                                        "rewrite those that changed, e.g. after new seeds land",
+                        parents=[_dataset(what="only this dataset's folder"), _out()])
+    rr.set_defaults(func=cmd_reports)
 
     dv = sub.add_parser("derive", help="write the cells of a user-subsample protocol (e.g. sampled-uniform-n99-u300) "
                                        "from finished all-users cells: the same candidates' rows, evaluated again, "

@@ -209,8 +209,11 @@ def test_audit_names_a_report_that_is_not_what_its_cells_give(published, tiny_na
     assert any("-subset-" in name for name in stale), "a subset report is rebuilt from the methods it lists"
     assert (f"bench.py significance --dataset {tiny_name} --protocol {tag} --metric ndcg@10 --reference 'random'"
             in stale[f"{tiny_name}/significance-{tag}-ndcg@10-vs-random.md"])
-    publish()
-    assert not audit_mod.audit(published).failures
+    from bench.report.current import refresh
+    states = dict(refresh(published))
+    assert states[f"{tiny_name}/leaderboard-{tag}.md"] == "rewritten"
+    assert states[f"{tiny_name}/reproduce-beauty-{tag}.md"] == "unchanged"
+    assert not audit_mod.audit(published).failures and set(dict(refresh(published)).values()) == {"unchanged"}
     # a hand edit is named too, and a report whose cells are gone cannot be rebuilt
     md = published / tiny_name / f"significance-{tag}-ndcg@10-vs-random.md"
     md.write_text(md.read_text().replace("pop", "pop ", 1))
@@ -223,6 +226,7 @@ def test_audit_names_a_report_that_is_not_what_its_cells_give(published, tiny_na
     shutil.rmtree(published / tiny_name / tag / "random")
     problems = dict(audit_mod.audit(published).failures)
     assert "cannot be rebuilt" in problems[str(md.relative_to(published))]
+    assert "cannot be rebuilt" in dict(refresh(published, tiny_name))[str(md.relative_to(published))]
 
 
 def test_trained_methods_show_a_bar_per_epoch(tmp_path, tiny_name):

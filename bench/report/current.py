@@ -2,8 +2,8 @@
 paper-table rendering under a results root is rebuilt in memory from the cells beside it (result.json and the
 compact per-user files, both in git) with the options read back from the report itself, and compared byte for
 byte with the file. A report left behind by a new cell, a removed cell or a change of the rendering code is named,
-with the command that rewrites it. Robustness and diversity reports are not checked: they come from training runs,
-not from stored cells."""
+with the command that rewrites it; `bench.py reports` (refresh) rewrites every such report at once. Robustness and
+diversity reports are not checked: they come from training runs, not from stored cells."""
 from __future__ import annotations
 
 import re
@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
+from bench.io import write_text
 from bench.protocol import Protocol
 
 LEGACY = "legacy"
@@ -86,14 +87,31 @@ def _reproduce(root: Path, dataset: str, md: Path) -> Rebuilt:
 KINDS = ((LEADERBOARD, _leaderboard), (SIGNIFICANCE, _significance), (REPRODUCE, _reproduce))
 
 
-def reports(root: Path):
-    """(dataset, Markdown file, rebuild function) for every checked report under root, outside legacy/."""
-    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name != LEGACY):
+def reports(root: Path, dataset: str | None = None):
+    """(dataset, Markdown file, rebuild function) for every checked report under root (or root/dataset), outside
+    legacy/."""
+    folders = [Path(root) / dataset] if dataset else sorted(p for p in Path(root).iterdir() if p.is_dir())
+    for folder in (f for f in folders if f.is_dir() and f.name != LEGACY):
         for md in sorted(folder.glob("*.md")):
             for pattern, rebuild in KINDS:
                 if pattern.fullmatch(md.name):
                     yield folder.name, md, rebuild
                     break
+
+
+def _rebuild(root: Path, dataset: str, md: Path, rebuild) -> tuple[Rebuilt | None, list[str], str | None]:
+    """The report rebuilt now, the names of its files that differ from the stored ones, and the problem that
+    keeps it from being rebuilt under its own name (None when it can be)."""
+    try:
+        now = rebuild(root, dataset, md)
+    except (BenchError, KeyError, ValueError, OSError) as exc:
+        return None, [], f"report cannot be rebuilt from the cells beside it ({type(exc).__name__}: {exc})"
+    if md.name not in now.files:
+        return now, [], (f"report's name is not the one its options give now ({', '.join(now.files)}); "
+                         f"`{now.command} --out {root}` writes that one")
+    differ = [name for name, text in now.files.items()
+              if not (md.parent / name).is_file() or (md.parent / name).read_text(encoding="utf-8") != text]
+    return now, differ, None
 
 
 def stale_reports(root: Path) -> tuple[int, list[tuple[str, str]]]:
@@ -102,19 +120,25 @@ def stale_reports(root: Path) -> tuple[int, list[tuple[str, str]]]:
     checked, problems = 0, []
     for dataset, md, rebuild in reports(root):
         checked += 1
-        rel = str(md.relative_to(root))
-        try:
-            now = rebuild(root, dataset, md)
-        except (BenchError, KeyError, ValueError, OSError) as exc:
-            problems.append((rel, f"report cannot be rebuilt from the cells beside it ({type(exc).__name__}: {exc})"))
-            continue
-        if md.name not in now.files:
-            problems.append((rel, f"report's name is not the one its options give now ({', '.join(now.files)}); "
-                                  f"`{now.command} --out {root}` writes that one"))
-            continue
-        differ = [name for name, text in now.files.items()
-                  if not (md.parent / name).is_file() or (md.parent / name).read_text(encoding="utf-8") != text]
-        if differ:
-            problems.append((rel, f"stale report: {', '.join(differ)} differ(s) from what the cells give now; "
-                                  f"`{now.command} --out {root}` rewrites it"))
+        now, differ, problem = _rebuild(root, dataset, md, rebuild)
+        if problem is None and differ:
+            problem = (f"stale report: {', '.join(differ)} differ(s) from what the cells give now; "
+                       f"`{now.command} --out {root}` rewrites it (or `bench.py reports --out {root}`)")
+        if problem is not None:
+            problems.append((str(md.relative_to(root)), problem))
     return checked, problems
+
+
+def refresh(root: Path, dataset: str | None = None) -> list[tuple[str, str]]:
+    """`bench.py reports`: rebuild every report under root (or root/dataset) from its cells and rewrite the files
+    that changed; (file, "rewritten" | "unchanged" | the problem) per report."""
+    root = Path(root)
+    if not root.is_dir() or (dataset and not (root / dataset).is_dir()):
+        raise BenchError(f"no results folder {root / (dataset or '')}")
+    out = []
+    for name, md, rebuild in reports(root, dataset):
+        now, differ, problem = _rebuild(root, name, md, rebuild)
+        for file in differ:
+            write_text(md.parent / file, now.files[file])
+        out.append((str(md.relative_to(root)), problem or ("rewritten" if differ else "unchanged")))
+    return out
