@@ -24,7 +24,7 @@ TOL = 1e-12
 @dataclass
 class AuditReport:
     cells: int = 0
-    reports: int = 0
+    reports: int | None = None   # None: reports not checked (--cells-only)
     failures: list[tuple[str, str]] = field(default_factory=list)   # (cell folder, problem)
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
@@ -165,6 +165,7 @@ def summary_lines(rep: AuditReport) -> list[str]:
     lines = [f"FAIL {cell}: {problem}" for cell, problem in rep.failures]
     lines += [f"warn {cell}: {w}" for cell, w in rep.warnings]
     n_bad = len(rep.failed_cells)
-    lines.append(f"audit: {rep.cells} cell(s) and {rep.reports} report(s), {n_bad} failing, "
+    checked = f" and {rep.reports} report(s)" if rep.reports is not None else " (reports not checked)"
+    lines.append(f"audit: {rep.cells} cell(s){checked}, {n_bad} failing, "
                  f"{len(rep.warnings)} warning(s)" + ("" if n_bad else ": all pass"))
     return lines
