@@ -17,7 +17,6 @@ from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.protocol import Protocol
 
-LEGACY = "legacy"
 _METRIC = "|".join(re.escape(k) for k in sorted(METRIC_KEYS, key=len, reverse=True))
 LEADERBOARD = re.compile(r"leaderboard-(?P<protocol>.+)\.md")
 SIGNIFICANCE = re.compile(rf"significance-(?P<protocol>.+?)-(?P<metric>{_METRIC})(?:-(?P<comparison>.+))?\.md")
@@ -54,7 +53,9 @@ def _significance(root: Path, dataset: str, md: Path) -> Rebuilt:
     text = md.read_text(encoding="utf-8")
     rows = pd.read_csv(md.with_suffix(".csv"), keep_default_na=False)
     reference = str(rows["reference"].iloc[0]) if comparison.startswith("vs-") and len(rows) else None
-    methods = sorted(set(rows["method"].astype(str))) if "-subset-" in comparison else None
+    # a subset's family is every label in it: the tested methods and their references
+    methods = (sorted(set(rows["method"].astype(str)) | set(rows["reference"].astype(str)))
+               if "-subset-" in comparison else None)
     test = "ttest" if "Test: paired t-test" in text else "wilcoxon"
     alpha = ALPHA.search(text)
     alpha = float(alpha[1]) if alpha else 0.05
@@ -64,7 +65,7 @@ def _significance(root: Path, dataset: str, md: Path) -> Rebuilt:
     stem = f"significance-{m['protocol']}-{report.metric}{suffix}"
     options = [f"--reference '{reference}'" if reference else "",
                "--all-pairs" if report.comparison == "all-pairs" else "",
-               f"--methods {','.join(methods)}" if methods else "", "--test ttest" if test == "ttest" else ""]
+               f"--methods '{','.join(methods)}'" if methods else "", "--test ttest" if test == "ttest" else ""]
     cmd = " ".join([f"bench.py significance --dataset {dataset} --protocol {m['protocol']} --metric {m['metric']}",
                     *filter(None, options)])
     return Rebuilt({f"{stem}.md": report.to_markdown(), f"{stem}.csv": report.to_csv()}, cmd)
@@ -91,6 +92,7 @@ def reports(root: Path, dataset: str | None = None):
     """(dataset, Markdown file, rebuild function) for every checked report under root (or root/dataset), outside
     legacy/."""
     folders = [Path(root) / dataset] if dataset else sorted(p for p in Path(root).iterdir() if p.is_dir())
+    from bench.report.audit import LEGACY
     for folder in (f for f in folders if f.is_dir() and f.name != LEGACY):
         for md in sorted(folder.glob("*.md")):
             for pattern, rebuild in KINDS:
