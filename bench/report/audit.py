@@ -15,9 +15,9 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS, invariant_violations
 from bench.io import read_json
+from bench.report.current import LEGACY, stale_reports
 from bench.results import COMPACT_FILE, commit_exists, read_compact, recompute_metrics
 
-LEGACY = "legacy"
 TOL = 1e-12
 
 
@@ -149,7 +149,6 @@ def audit(root: Path, reports: bool = True) -> AuditReport:
         if len(fps) > 1:
             rep.failures.append((str(name), f"dataset {name}: {len(fps)} data fingerprints among published cells"))
     if reports:
-        from bench.report.current import stale_reports
         rep.reports, stale = stale_reports(root)
         rep.failures += stale
     return rep

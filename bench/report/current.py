@@ -17,6 +17,7 @@ from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.protocol import Protocol
 
+LEGACY = "legacy"   # results/legacy/: old cells kept for the record, outside every check (see its README)
 _METRIC = "|".join(re.escape(k) for k in sorted(METRIC_KEYS, key=len, reverse=True))
 LEADERBOARD = re.compile(r"leaderboard-(?P<protocol>.+)\.md")
 SIGNIFICANCE = re.compile(rf"significance-(?P<protocol>.+?)-(?P<metric>{_METRIC})(?:-(?P<comparison>.+))?\.md")
@@ -92,7 +93,6 @@ def reports(root: Path, dataset: str | None = None):
     """(dataset, Markdown file, rebuild function) for every checked report under root (or root/dataset), outside
     legacy/."""
     folders = [Path(root) / dataset] if dataset else sorted(p for p in Path(root).iterdir() if p.is_dir())
-    from bench.report.audit import LEGACY
     for folder in (f for f in folders if f.is_dir() and f.name != LEGACY):
         for md in sorted(folder.glob("*.md")):
             for pattern, rebuild in KINDS:
