@@ -10,6 +10,7 @@ A cell = (dataset, method + params, seed, protocol). Its folder:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import gzip
 import hashlib
 import importlib.metadata
@@ -161,33 +162,67 @@ def write_compact(path: Path, user_tokens: np.ndarray, rank: np.ndarray, n_neg: 
 
 
 def read_compact(path: Path) -> dict[str, np.ndarray]:
-    """The compact per-user file -> users (tokens), rank, n_neg, gauc; a malformed file is a one-line error."""
+    """The compact per-user file -> users (tokens), rank, n_neg, gauc; a malformed file is a one-line error.
+    Reads are cached by (path, inode, size, mtime): the audit rebuilds every report from the same cells, so
+    parsing each gzip'd CSV once saves most of its time. The arrays are shared, and therefore read-only."""
+    return _read_compact_cached(*_file_key(Path(path)))
+
+
+def _file_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) \
+            from None
+    # atomic writes replace the file, so a rewrite changes the inode even within one mtime tick
+    return str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=128)
+def _read_compact_cached(path: str, device: int, inode: int, size: int, mtime_ns: int) -> dict[str, np.ndarray]:
     import pandas as pd
     try:
         df = pd.read_csv(path, dtype={"user": str}, keep_default_na=False, compression="gzip",
                          float_precision="round_trip")
     except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
-        raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+        raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) \
+            from None
     missing = {"user", "rank", "n_candidates", "gauc"} - set(df.columns)
     if missing:
         raise BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return {"users": df["user"].to_numpy(dtype=str), "rank": df["rank"].to_numpy(np.int64),
-            "n_neg": df["n_candidates"].to_numpy(np.int64) - 1, "gauc": df["gauc"].to_numpy(np.float64)}
+    out = {"users": df["user"].to_numpy(dtype=str), "rank": df["rank"].to_numpy(np.int64),
+           "n_neg": df["n_candidates"].to_numpy(np.int64) - 1, "gauc": df["gauc"].to_numpy(np.float64)}
+    for a in out.values():
+        a.flags.writeable = False
+    return out
 
 
-def per_user_values(folder: Path, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(user tokens, per-user values of `metric`) from the compact file, i.e. from what is in git."""
+def per_user_table(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(user tokens, {metric: per-user values}) from the compact file, i.e. from what is in git; every metric from
+    one read, so a report testing several metrics parses each cell once."""
     path = Path(folder) / COMPACT_FILE
     if not path.is_file():
         raise BenchError(f"{path} is missing: significance tests read the compact per-user file that published "
                          "cells commit")
-    z = read_compact(path)
-    values = z["gauc"] if metric == "gauc" else per_user_from_ranks(z["rank"], z["n_neg"], z["gauc"]).get(metric)
-    if values is None:
-        raise BenchError(f"{path}: no per-user values for metric {metric!r}")
-    if len(np.unique(z["users"])) != len(z["users"]):
+    key = _file_key(path)
+    z = _read_compact_cached(*key)
+    if not _users_are_unique(*key):
         raise BenchError(f"{path}: a user appears twice")
-    return z["users"], values
+    return z["users"], per_user_from_ranks(z["rank"], z["n_neg"], z["gauc"])
+
+
+@functools.lru_cache(maxsize=128)
+def _users_are_unique(*key) -> bool:
+    users = _read_compact_cached(*key)["users"]
+    return len(np.unique(users)) == len(users)
+
+
+def per_user_values(folder: Path, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user tokens, per-user values of `metric`) from the compact file, i.e. from what is in git."""
+    users, table = per_user_table(folder)
+    if metric not in table:
+        raise BenchError(f"{Path(folder) / COMPACT_FILE}: no per-user values for metric {metric!r}")
+    return users, table[metric]
 
 
 def write_cell(folder: Path, result: dict, per_user: dict[str, np.ndarray]) -> None:

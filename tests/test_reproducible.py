@@ -262,3 +262,12 @@ def test_a_plain_run_writes_to_the_run_folder_and_never_into_results(tmp_path):
     assert "  reference: " in r.stderr and ".py:" not in r.stderr   # compared; no source-location tags
     after = sorted((p, p.stat().st_mtime_ns) for p in published.rglob("*")) if published.exists() else []
     assert before == after
+
+
+def test_a_rewritten_compact_file_is_read_again_and_reads_are_read_only(tmp_path):
+    path = tmp_path / "c.csv.gz"
+    results.write_compact(path, np.array(["a", "b"]), np.array([1, 2]), np.array([99, 99]), np.array([0.5, 0.25]))
+    first = read_compact(path)
+    assert not first["rank"].flags.writeable, "cached arrays are shared, so nobody may change them"
+    results.write_compact(path, np.array(["a", "b"]), np.array([3, 4]), np.array([99, 99]), np.array([0.5, 0.25]))
+    assert list(read_compact(path)["rank"]) == [3, 4] and list(first["rank"]) == [1, 2]

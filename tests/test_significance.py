@@ -153,3 +153,35 @@ def test_a_reference_with_several_configurations_must_be_named_by_its_label(tmp_
     rep = compare(tmp_path, "d", reference="full[aaaa0000]", methods=["abl"], n_boot=20)
     assert list(rep.rows["method"]) == ["abl"] and set(rep.rows["reference"]) == {"full[aaaa0000]"}
     assert rep.comparison.startswith("vs-full-aaaa0000-subset-"), "no glob brackets in the file name"
+
+
+def test_every_metric_from_one_load_pools_seeds_per_user_by_token(tmp_path):
+    """compare_metrics (what a leaderboard's marks use) against a pandas computation of the same thing: each user's
+    value averaged over the seeds that all scored them, paired with the reference by token, in token order. One
+    method's seeds store the same users in another order and one seed lacks users (the slow path), the other's
+    seeds are identical user lists (the fast path)."""
+    from bench.report.significance import compare_metrics
+    import pandas as pd
+    users = np.array([f"u{i:03d}" for i in range(120)])
+    rng = np.random.default_rng(5)
+    fake(tmp_path, "ref", 0, noisy(0, n=120), users=users)
+    fake(tmp_path, "ref", 1, noisy(1, n=120), users=users)
+    perm = rng.permutation(120)
+    fake(tmp_path, "ours", 0, noisy(2, 0.1, n=120)[perm], users=users[perm], kind="proposed")
+    fake(tmp_path, "ours", 1, noisy(3, 0.1, n=110), users=users[10:], kind="proposed")
+    metrics = ["ndcg@10", "hr@5", "mrr", "auc"]
+    reports = compare_metrics(tmp_path, "d", PROTO, metrics, reference="ref", n_boot=100)
+    assert list(reports) == metrics and reports["auc"].metric == "gauc"
+    per_user = {m: load_per_user(tmp_path, "d", PROTO, m) for m in metrics}
+    for m in metrics:
+        one = compare(tmp_path, "d", PROTO, m, reference="ref", n_boot=100)
+        assert reports[m].to_csv() == one.to_csv() and reports[m].to_markdown() == one.to_markdown()
+        frames = {lab: pd.concat([pd.Series(v, index=u) for u, v in seeds.values()], axis=1).dropna().mean(axis=1)
+                  for lab, seeds in per_user[m].items()}
+        joined = pd.concat(frames, axis=1, join="inner").sort_index()
+        row = reports[m].rows.iloc[0]
+        assert row["n_users"] == len(joined) == 110
+        expect = paired_test(joined["ref"].to_numpy(), joined["ours"].to_numpy(), n_boot=100)
+        for k in ("mean", "reference_mean", "diff", "ci_low", "ci_high", "wilcoxon_p"):
+            got = {"mean": "mean_b", "reference_mean": "mean_a"}.get(k, k)
+            assert row[k] == pytest.approx(expect[got], rel=1e-12, abs=1e-15), (m, k)

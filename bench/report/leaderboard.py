@@ -15,7 +15,7 @@ from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.protocol import Protocol
 from bench.report.labels import KIND_ORDER, header
-from bench.report.significance import compare as compare_significance
+from bench.report.significance import compare_metrics
 from bench.results import iter_results, method_labels
 
 BUDGET_MARK = " (budget-stopped)"
@@ -106,9 +106,9 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
 def _add_marks(lb: Leaderboard, root: Path) -> None:
     """† where a method beats the best other baseline significantly (Wilcoxon on per-user values, Holm)."""
     try:
-        for m in lb.metrics():
-            if m != "auc":  # pooled AUC has no per-user values
-                lb.marks[m] = compare_significance(root, lb.dataset, lb.protocol, m, n_boot=200).marks()
+        tested = [m for m in lb.metrics() if m != "auc"]  # pooled AUC has no per-user values
+        for m, report in compare_metrics(root, lb.dataset, lb.protocol, tested, n_boot=200).items():
+            lb.marks[m] = report.marks()
         lb.significance_note = (" †: better than the best other baseline, Wilcoxon signed-rank on per-user values, "
                                 "Holm-corrected, alpha 0.05 (`bench.py significance` for the full report).")
     except BenchError as exc:

@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.report.labels import KIND_ORDER, header
-from bench.results import iter_results, label_name, method_labels, per_user_values
+from bench.results import COMPACT_FILE, iter_results, label_name, method_labels, per_user_table
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
 REFERENCE_KINDS = ("baseline", "text", "llm")
@@ -95,9 +95,10 @@ def _tested_metric(metric: str) -> str:
     return STAND_IN.get(metric, metric)
 
 
-def _load(root, dataset: str, protocol_tag: str, metric: str) -> tuple[dict, dict]:
-    """Per-user values by label and seed, and each label's kind."""
-    key = _tested_metric(metric)
+def _load(root, dataset: str, protocol_tag: str, metrics) -> tuple[dict, dict]:
+    """Per-user values by label and seed, {label: {seed: (users, {metric: values})}}, and each label's kind.
+    `metrics` are the tested ones (gauc for auc); each cell's file is read once for all of them."""
+    keys = [metrics] if isinstance(metrics, str) else list(metrics)
     cells = []
     for folder, res in iter_results(Path(root) / dataset / protocol_tag):
         m = res["method"]
@@ -105,42 +106,62 @@ def _load(root, dataset: str, protocol_tag: str, metric: str) -> tuple[dict, dic
     if not cells:
         raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol_tag!r} under {root}; "
                          f"run `bench.py run --dataset {dataset}` first")
-    per_user: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    per_user: dict[str, dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
     kinds: dict[str, str] = {}
     labels = method_labels((name, h) for _, name, h, _, _ in cells)
     for (folder, _, _, kind, seed), label in zip(cells, labels):
-        users, values = per_user_values(folder, key)
-        per_user.setdefault(label, {})[seed] = (users, values)
+        users, table = per_user_table(folder)
+        absent = [k for k in keys if k not in table]
+        if absent:
+            raise BenchError(f"{Path(folder) / COMPACT_FILE}: no per-user values for metric {absent[0]!r}")
+        per_user.setdefault(label, {})[seed] = (users, {k: table[k] for k in keys})
         kinds[label] = kind
     return per_user, kinds
 
 
 def load_per_user(root, dataset: str, protocol_tag: str, metric: str) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """{label: {seed: (users, values)}}; metric "auc" loads the per-user GAUC."""
-    return _load(root, dataset, protocol_tag, metric)[0]
+    key = _tested_metric(metric)
+    per_user = _load(root, dataset, protocol_tag, key)[0]
+    return {lab: {s: (u, v[key]) for s, (u, v) in seeds.items()} for lab, seeds in per_user.items()}
 
 
-def _values_at(users: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+def _index_of(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions in `users` of the tokens `wanted` (all present)."""
     order = np.argsort(users)
-    return values[order[np.searchsorted(users[order], wanted)]]
+    return order[np.searchsorted(users[order], wanted)]
+
+
+def _pool_index(label: str, seed_users: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The users every seed scored (sorted tokens) and, per seed, where they sit in its file."""
+    if all(u is seed_users[0] or np.array_equal(u, seed_users[0]) for u in seed_users):
+        common = np.unique(seed_users[0])   # what the intersections below give, without sorting each pair
+    else:
+        common = None
+        for users in seed_users:
+            common = users if common is None else np.intersect1d(common, users)
+        common = np.unique(common)
+    if not len(common):
+        raise BenchError(f"the seeds of {label!r} scored disjoint user sets; cannot pool them per user")
+    return common, [_index_of(u, common) for u in seed_users]
 
 
 def pool_seeds(label: str, seeds: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Each user's value averaged over the method's seeds, on the users every seed scored (sorted ids)."""
-    common = None
-    for users, _ in seeds.values():
-        common = users if common is None else np.intersect1d(common, users)
-    common = np.unique(common)
-    if not len(common):
-        raise BenchError(f"the seeds of {label!r} scored disjoint user sets; cannot pool them per user")
-    return common, np.mean([_values_at(u, v, common) for u, v in seeds.values()], axis=0)
+    common, index = _pool_index(label, [u for u, _ in seeds.values()])
+    return common, np.mean([v[i] for (_, v), i in zip(seeds.values(), index)], axis=0)
 
 
 def _align(a_label: str, a: tuple, b_label: str, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    users, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    ia, ib = _pair_index(a_label, a[0], b_label, b[0])
+    return a[1][ia], b[1][ib]
+
+
+def _pair_index(a_label: str, a_users: np.ndarray, b_label: str, b_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    users, ia, ib = np.intersect1d(a_users, b_users, return_indices=True)
     if not len(users):
         raise BenchError(f"{a_label!r} and {b_label!r} scored disjoint user sets; nothing to pair")
-    return a[1][ia], b[1][ib]
+    return ia, ib
 
 
 @dataclass
@@ -217,10 +238,19 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     """Every method vs the best baseline (or vs `reference`, or every pair), Holm-corrected. `methods`: only these
     (labels or method names) are tested, besides the reference, so Holm corrects over that family alone (e.g. an
     ablation table: each ablation against the full method)."""
+    return compare_metrics(root, dataset, protocol_tag, [metric], reference, all_pairs, alpha, test, n_boot, seed,
+                           methods)[metric]
+
+
+def compare_metrics(root, dataset: str, protocol_tag: str, metrics: list[str], reference: str | None = None,
+                    all_pairs: bool = False, alpha: float = 0.05, test: str = "wilcoxon", n_boot: int = 2000,
+                    seed: int = 0, methods: list[str] | None = None) -> dict[str, SignificanceReport]:
+    """`compare` for several metrics, {metric: report}: each cell is read, and each label's seeds are pooled, once
+    for all of them (a leaderboard marks every metric)."""
     if test not in TESTS:
         raise BenchError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
-    key = _tested_metric(metric)
-    per_user, kinds = _load(root, dataset, protocol_tag, metric)
+    keys = {metric: _tested_metric(metric) for metric in metrics}
+    per_user, kinds = _load(root, dataset, protocol_tag, sorted(set(keys.values())))
     several = sorted(lab for lab in per_user if label_name(lab) == reference and lab != reference)
     if methods:  # a label is the name, or name[hash] where a name has several configurations
         named = {lab: {lab, label_name(lab)} for lab in per_user}
@@ -230,16 +260,54 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
                              f"has: {', '.join(sorted(per_user))}")
         per_user = {lab: v for lab, v in per_user.items() if named[lab] & set(methods) or lab == reference}
     labels = sorted(per_user, key=lambda lab: (KIND_ORDER.get(kinds[lab], 9), lab))
-    pooled = {lab: pool_seeds(lab, per_user[lab]) for lab in labels}
-    seed_means = {lab: pd.Series({s: v.mean() for s, (_, v) in per_user[lab].items()}) for lab in labels}
-    score = {lab: float(seed_means[lab].mean()) for lab in labels}   # what "best" means: mean over seeds
-
     if reference is not None and reference not in per_user:
         if several:
             raise BenchError(f"reference method {reference!r} has several configurations in {dataset}/"
                              f"{protocol_tag}: name one, e.g. --reference '{several[0]}'; they are: {', '.join(several)}")
         raise BenchError(f"reference method {reference!r} has no result for {dataset}/{protocol_tag}; "
                          f"has: {', '.join(labels)}")
+    pool_index = {lab: _pool_index(lab, [u for u, _ in per_user[lab].values()]) for lab in labels}
+    pair_index: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    reports = {}
+    for metric, key in keys.items():
+        pooled = {lab: np.mean([v[key][i] for (_, v), i in zip(per_user[lab].values(), pool_index[lab][1])], axis=0)
+                  for lab in labels}
+        seed_means = {lab: pd.Series({s: v[key].mean() for s, (_, v) in per_user[lab].items()}) for lab in labels}
+        score = {lab: float(seed_means[lab].mean()) for lab in labels}   # what "best" means: mean over seeds
+        pairs = _pairs(labels, kinds, score, reference, all_pairs, dataset, protocol_tag)
+        rows = []
+        for lab, ref in pairs:
+            if (ref, lab) not in pair_index:
+                pair_index[ref, lab] = _pair_index(ref, pool_index[ref][0], lab, pool_index[lab][0])
+            ia, ib = pair_index[ref, lab]
+            r = paired_test(pooled[ref][ia], pooled[lab][ib], n_boot=n_boot, seed=seed)
+            rows.append({"method": lab, "reference": ref, "metric": key, "n_users": r["n"],
+                         "n_seeds": len(per_user[lab]), "reference_n_seeds": len(per_user[ref]),
+                         "mean": r["mean_b"], "reference_mean": r["mean_a"],
+                         "seed_mean": score[lab], "seed_std": float(seed_means[lab].std()),
+                         "reference_seed_mean": score[ref], "reference_seed_std": float(seed_means[ref].std()),
+                         "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "improvement_pct": r["improvement_pct"], "t_p": r["t_p"], "wilcoxon_p": r["wilcoxon_p"],
+                         "effect_size": r["effect_size"]})
+        df = pd.DataFrame(rows)
+        df["holm_p"] = holm(df["wilcoxon_p" if test == "wilcoxon" else "t_p"].tolist())
+        sig = df["holm_p"] < alpha
+        df["verdict"] = np.where(sig & (df["diff"] > 0), "better",
+                                 np.where(sig & (df["diff"] < 0), "worse", "n.s."))
+        # a label's [hash] becomes -hash: brackets in a file name are a glob class in every shell
+        ref = reference.replace("[", "-").replace("]", "") if reference is not None else None
+        comparison = "all-pairs" if all_pairs else (f"vs-{ref}" if ref is not None else "best-baseline")
+        if methods:  # a subset is another report: its own file, never the full comparison's
+            comparison += f"-subset-{hashlib.sha1(','.join(sorted(labels)).encode()).hexdigest()[:8]}"
+        reports[metric] = SignificanceReport(dataset, protocol_tag, key, metric, test, alpha,
+                                             df[list(SignificanceReport.COLUMNS)], comparison)
+    return reports
+
+
+def _pairs(labels: list[str], kinds: dict[str, str], score: dict[str, float], reference: str | None,
+           all_pairs: bool, dataset: str, protocol_tag: str) -> list[tuple[str, str]]:
+    """(method, reference) pairs: every pair, every label vs `reference`, or each label vs the best other one of a
+    reference kind by `score`."""
     if all_pairs:
         pairs = [(b, a) for a, b in itertools.combinations(labels, 2)]   # later (e.g. proposed) vs earlier
     elif reference is not None:
@@ -253,27 +321,4 @@ def compare(root, dataset: str, protocol_tag: str = "sampled-uniform-n99", metri
     if not pairs:
         raise BenchError(f"nothing to compare for {dataset}/{protocol_tag}: methods {', '.join(labels)}; "
                          f"need two methods, one of kind baseline or llm, or pass a reference")
-
-    rows = []
-    for lab, ref in pairs:
-        ref_values, values = _align(ref, pooled[ref], lab, pooled[lab])
-        r = paired_test(ref_values, values, n_boot=n_boot, seed=seed)
-        rows.append({"method": lab, "reference": ref, "metric": key, "n_users": r["n"],
-                     "n_seeds": len(per_user[lab]), "reference_n_seeds": len(per_user[ref]),
-                     "mean": r["mean_b"], "reference_mean": r["mean_a"],
-                     "seed_mean": score[lab], "seed_std": float(seed_means[lab].std()),
-                     "reference_seed_mean": score[ref], "reference_seed_std": float(seed_means[ref].std()),
-                     "diff": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                     "improvement_pct": r["improvement_pct"], "t_p": r["t_p"], "wilcoxon_p": r["wilcoxon_p"],
-                     "effect_size": r["effect_size"]})
-    df = pd.DataFrame(rows)
-    df["holm_p"] = holm(df["wilcoxon_p" if test == "wilcoxon" else "t_p"].tolist())
-    sig = df["holm_p"] < alpha
-    df["verdict"] = np.where(sig & (df["diff"] > 0), "better", np.where(sig & (df["diff"] < 0), "worse", "n.s."))
-    # a label's [hash] becomes -hash: brackets in a file name are a glob class in every shell
-    ref = reference.replace("[", "-").replace("]", "") if reference is not None else None
-    comparison = "all-pairs" if all_pairs else (f"vs-{ref}" if ref is not None else "best-baseline")
-    if methods:  # a subset is another report: its own file, never the full comparison's
-        comparison += f"-subset-{hashlib.sha1(','.join(sorted(labels)).encode()).hexdigest()[:8]}"
-    return SignificanceReport(dataset, protocol_tag, key, metric, test, alpha, df[list(SignificanceReport.COLUMNS)],
-                              comparison)
+    return pairs
