@@ -147,7 +147,7 @@ class RecBoleMethod(Method):
         """RecBole config, dataset, training loader, model and trainer for the harness split."""
         from recbole.data import create_dataset
         from recbole.data.utils import create_samplers, get_dataloader
-        from recbole.utils import get_model, get_trainer, init_seed
+        from recbole.utils import get_trainer, init_seed
         config = self._config(data, **overrides)
         init_seed(data.seed, True)
         dataset = create_dataset(config)
@@ -155,10 +155,15 @@ class RecBoleMethod(Method):
         train_sampler, _, _ = create_samplers(config, dataset, built)
         train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=True)
         self._check_split(data, config, built[0])
-        self.model_ = get_model(config["model"])(config, built[0]).to(config["device"])
+        self.model_ = self._model_class(config)(config, built[0]).to(config["device"])
         self.config_ = config
         self._map_ids(data, dataset)
         return get_trainer(config["MODEL_TYPE"], config["model"])(config, self.model_), train_data
+
+    def _model_class(self, config):
+        """The RecBole model class to build: RecBole's own, unless a method returns a subclass of it."""
+        from recbole.utils import get_model
+        return get_model(config["model"])
 
     def _check_split(self, data, config, train_ds) -> None:
         """RecBole's training set must be exactly the harness's training items (nothing re-split, nothing lost)."""
