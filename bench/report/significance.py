@@ -152,11 +152,6 @@ def pool_seeds(label: str, seeds: dict[int, tuple[np.ndarray, np.ndarray]]) -> t
     return common, np.mean([v[i] for (_, v), i in zip(seeds.values(), index)], axis=0)
 
 
-def _align(a_label: str, a: tuple, b_label: str, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    ia, ib = _pair_index(a_label, a[0], b_label, b[0])
-    return a[1][ia], b[1][ib]
-
-
 def _pair_index(a_label: str, a_users: np.ndarray, b_label: str, b_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     users, ia, ib = np.intersect1d(a_users, b_users, return_indices=True)
     if not len(users):
