@@ -197,9 +197,9 @@ def _read_compact_cached(path: str, device: int, inode: int, size: int, mtime_ns
     return out
 
 
-def per_user_table(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def per_user_table(folder: Path, metrics=()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(user tokens, {metric: per-user values}) from the compact file, i.e. from what is in git; every metric from
-    one read, so a report testing several metrics parses each cell once."""
+    one read, so a report testing several metrics parses each cell once. Each of `metrics` must be among them."""
     path = Path(folder) / COMPACT_FILE
     if not path.is_file():
         raise BenchError(f"{path} is missing: significance tests read the compact per-user file that published "
@@ -208,7 +208,11 @@ def per_user_table(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     z = _read_compact_cached(*key)
     if not _users_are_unique(*key):
         raise BenchError(f"{path}: a user appears twice")
-    return z["users"], per_user_from_ranks(z["rank"], z["n_neg"], z["gauc"])
+    table = per_user_from_ranks(z["rank"], z["n_neg"], z["gauc"])
+    absent = [m for m in metrics if m not in table]
+    if absent:
+        raise BenchError(f"{path}: no per-user values for metric {absent[0]!r}")
+    return z["users"], table
 
 
 @functools.lru_cache(maxsize=128)
@@ -219,9 +223,7 @@ def _users_are_unique(*key) -> bool:
 
 def per_user_values(folder: Path, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(user tokens, per-user values of `metric`) from the compact file, i.e. from what is in git."""
-    users, table = per_user_table(folder)
-    if metric not in table:
-        raise BenchError(f"{Path(folder) / COMPACT_FILE}: no per-user values for metric {metric!r}")
+    users, table = per_user_table(folder, [metric])
     return users, table[metric]
 
 

@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.report.labels import KIND_ORDER, header
-from bench.results import COMPACT_FILE, iter_results, label_name, method_labels, per_user_table
+from bench.results import iter_results, label_name, method_labels, per_user_table
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
 REFERENCE_KINDS = ("baseline", "text", "llm")
@@ -110,10 +110,7 @@ def _load(root, dataset: str, protocol_tag: str, metrics) -> tuple[dict, dict]:
     kinds: dict[str, str] = {}
     labels = method_labels((name, h) for _, name, h, _, _ in cells)
     for (folder, _, _, kind, seed), label in zip(cells, labels):
-        users, table = per_user_table(folder)
-        absent = [k for k in keys if k not in table]
-        if absent:
-            raise BenchError(f"{Path(folder) / COMPACT_FILE}: no per-user values for metric {absent[0]!r}")
+        users, table = per_user_table(folder, keys)
         per_user.setdefault(label, {})[seed] = (users, {k: table[k] for k in keys})
         kinds[label] = kind
     return per_user, kinds
