@@ -168,12 +168,15 @@ def read_compact(path: Path) -> dict[str, np.ndarray]:
     return _read_compact_cached(*_file_key(Path(path)))
 
 
+def _unreadable(path, exc: Exception) -> BenchError:
+    return BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " "))
+
+
 def _file_key(path: Path) -> tuple:
     try:
         st = path.stat()
     except OSError as exc:
-        raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) \
-            from None
+        raise _unreadable(path, exc) from None
     # atomic writes replace the file, so a rewrite changes the inode even within one mtime tick
     return str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
@@ -185,8 +188,7 @@ def _read_compact_cached(path: str, device: int, inode: int, size: int, mtime_ns
         df = pd.read_csv(path, dtype={"user": str}, keep_default_na=False, compression="gzip",
                          float_precision="round_trip")
     except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
-        raise BenchError(f"{path}: cannot read the per-user file ({type(exc).__name__}: {exc})".replace("\n", " ")) \
-            from None
+        raise _unreadable(path, exc) from None
     missing = {"user", "rank", "n_candidates", "gauc"} - set(df.columns)
     if missing:
         raise BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))}")

@@ -271,3 +271,12 @@ def test_a_rewritten_compact_file_is_read_again_and_reads_are_read_only(tmp_path
     assert not first["rank"].flags.writeable, "cached arrays are shared, so nobody may change them"
     results.write_compact(path, np.array(["a", "b"]), np.array([3, 4]), np.array([99, 99]), np.array([0.5, 0.25]))
     assert list(read_compact(path)["rank"]) == [3, 4] and list(first["rank"]) == [1, 2]
+
+
+def test_an_unreadable_compact_file_is_a_one_line_error_naming_it(tmp_path):
+    missing, broken = tmp_path / "gone.csv.gz", tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"not gzip\nat all")
+    for path in (missing, broken):
+        with pytest.raises(BenchError, match="cannot read the per-user file") as exc:
+            read_compact(path)
+        assert str(path) in str(exc.value) and "\n" not in str(exc.value)
