@@ -8,10 +8,9 @@ import time
 
 import torch
 
-from bench.data.candidates import draw
 from bench.data.prepare import load_dataset
-from bench.data.view import FitData
 from bench.method import get_method
+from fitdata import fit_data
 
 
 class FirstBatches:
@@ -51,7 +50,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ds = load_dataset(a.dataset)
-    data = FitData.from_dataset(ds, valid_candidates=draw(ds, "valid", 99, "uniform", 0), seed=0)
+    data = fit_data(ds)
     t_on, w_on = train(data, a.method, a.batches, True)
     t_off, w_off = train(data, a.method, a.batches, False)
     same = all(torch.equal(w_on[k], w_off[k]) for k in w_on)

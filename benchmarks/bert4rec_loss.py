@@ -9,10 +9,9 @@ import time
 
 import torch
 
-from bench.data.candidates import draw
 from bench.data.prepare import load_dataset
-from bench.data.view import FitData
 from bench.method import get_method
+from fitdata import fit_data
 
 
 def step_time(model, loss_fn, batches):
@@ -32,7 +31,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ds = load_dataset(a.dataset)
-    data = FitData.from_dataset(ds, valid_candidates=draw(ds, "valid", 99, "uniform", 0), seed=0)
+    data = fit_data(ds)
     m = get_method("bert4rec").from_profile("quick")
     with m._recbole_view(data):
         _, loader = m._build(data)

@@ -9,12 +9,12 @@ import torch
 
 from bench.data.candidates import draw
 from bench.data.prepare import load_dataset
-from bench.data.view import FitData
 from bench.method import get_method
+from fitdata import fit_data
 
 
 def one(method: str, ds, device: str, samples: int, users: int, negatives: int) -> dict:
-    data = FitData.from_dataset(ds, valid_candidates=draw(ds, "valid", negatives, "uniform", 0), seed=0)
+    data = fit_data(ds, negatives)
     test = draw(ds, "test", negatives, "uniform", 0)
     m = get_method(method).from_profile("quick", device=device, train_groups=samples, valid_users=0,
                                         max_minutes=None, batch_groups=16 if device == "cuda" else 2)

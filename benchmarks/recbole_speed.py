@@ -15,12 +15,12 @@ from bench.compat import apply, recbole_sandbox
 from bench.data.candidates import draw
 from bench.data.prepare import load_dataset
 from bench.data.readers import write_atomic
-from bench.data.view import FitData
 from bench.method import get_method
+from fitdata import fit_data
 
 
 def run_harness(ds, epochs):
-    data = FitData.from_dataset(ds, valid_candidates=draw(ds, "valid", 99, "uniform", 0), seed=0)
+    data = fit_data(ds)
     test = draw(ds, "test", 99, "uniform", 0)
     t = time.perf_counter()
     m = get_method("sasrec")(epochs=epochs, patience=10_000).fit(data)
