@@ -10,6 +10,7 @@ from bench.data.view import FitData
 from bench.method import get_method
 from methods.ganprompt.attributes import generate_attributes, top_attributes
 from bench.lm.pooling import masked_mean
+from bench.lm.prompts import Encoded
 from methods.ganprompt.losses import Discriminator, adversarial_loss, distance, diversity_loss, js_divergence
 
 from tests.tiny_lm import TINY_GAN as TINY, TINY_LM
@@ -259,3 +260,30 @@ def test_diversity_report_with_overrides_gets_a_folder_of_its_own(monkeypatch, t
     assert plain["folder"].name == "ganprompt-quick-seed0"   # the published report's place is unchanged
     assert changed["folder"].name == f"ganprompt-quick-{params_hash(changed['params'])}-seed0"
     assert changed["params"]["d_lr"] == 0.001
+
+
+def test_scoring_embeds_in_token_bounded_batches_with_the_same_soft_tokens(data, monkeypatch):
+    """Without gradients the encoder reads segments in length-sorted batches of at most EMBED_TOKENS padded tokens
+    (one batch of a whole scoring chunk took 17.7 GB); each segment's soft tokens equal the one-batch computation."""
+    import methods.ganprompt.backbone as backbone
+    m = get_method("ganprompt")(**{**TINY, "stage1_epochs": 0})
+    m.fit_diversity_encoder(data)
+    bb = m.backbone_.eval()
+    tok = bb.enc_tok
+    texts = ["The user bought shampoo, conditioner, a comb and a long list of other things " * 3, "", " lipstick",
+             " red nail polish", " a brush", "", " moisturiser for dry skin"]
+    segs = [(Encoded(tok(t, add_special_tokens=k == 0).input_ids if t else []), 0, k) for k, t in enumerate(texts)]
+    with torch.enable_grad():
+        whole = [x.detach() for x in bb.embed(segs)]
+    padded = []
+    real = bb.encode_segments
+    monkeypatch.setattr(bb, "encode_segments", lambda s: (padded.append((len(s), len(s) * max(len(e) for e in s))),
+                                                           real(s))[1])
+    monkeypatch.setattr(backbone, "EMBED_TOKENS", 12)
+    with torch.no_grad():
+        parts = bb.embed(segs)
+    assert len(padded) > 1 and all(p <= 12 or n == 1 for n, p in padded), padded
+    assert sum(p for _, p in padded) < 5 * len(segs[0][0]), "sorted batches pad far less than one batch"
+    for a, b, (e, _, _) in zip(whole, parts, segs):
+        assert a.shape == b.shape == (len(e), bb.lm.config.hidden_size)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

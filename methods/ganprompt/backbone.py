@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from bench.errors import MethodError
 from bench.lm.engine import YesNoEngine, add_lora, autocast
 from bench.lm.models import load_causal_lm, load_encoder, load_t5
+from bench.lm.packing import batches_by_tokens
 from bench.lm.pooling import masked_mean
 from bench.lm.prompts import Encoded
 from bench.lm.yesno import answer_token_ids, yes_no_margin
@@ -53,6 +54,7 @@ def _pad(segments: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
 
 
 ENCODER_STATES = ("last", "input+last")
+EMBED_TOKENS = 8192  # padded encoder tokens per batch when no gradient is needed (see EncoderCausal.embed)
 
 
 class EncoderCausal(_DiversityEncoderBackbone):
@@ -98,14 +100,24 @@ class EncoderCausal(_DiversityEncoderBackbone):
         return h * (self.token_rms / h.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt())
 
     def embed(self, segments: list[tuple[Encoded, int, int]]) -> list[torch.Tensor]:
-        """The engine's embed function: soft tokens of each segment (empty segments stay empty)."""
+        """The engine's embed function: soft tokens of each segment (empty segments stay empty). Without gradients
+        (scoring, validation, cached states) segments run by length in batches of at most EMBED_TOKENS padded
+        tokens: one batch of 64 users x 100 candidates padded every suffix to the history prefix's length and took
+        17.7 GB on beauty-5core (benchmarks/ganprompt_embed_memory.py: 5x the memory, 6x the time; the soft tokens
+        differ by float rounding, about 1e-6). With gradients the training step keeps its one batch."""
         out: list[torch.Tensor | None] = [None] * len(segments)
         todo = [r for r, (e, _, _) in enumerate(segments) if len(e)]
-        if todo:
+        if torch.is_grad_enabled():
+            batches = [todo] if todo else []
+        else:
+            todo.sort(key=lambda r: len(segments[r][0]))
+            batches = [[todo[i] for i in b]
+                       for b in batches_by_tokens([len(segments[r][0]) for r in todo], EMBED_TOKENS)]
+        for batch in batches:
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
-                states, mask = self.encode_segments([segments[r][0] for r in todo])
+                states, mask = self.encode_segments([segments[r][0] for r in batch])
             soft = self.soft_tokens(states)
-            for k, r in enumerate(todo):
+            for k, r in enumerate(batch):
                 out[r] = soft[k, :int(mask[k].sum())]
         empty = self.proj[-1].weight.new_zeros((0, self.proj[-1].out_features))
         return [o if o is not None else empty for o in out]
