@@ -287,3 +287,18 @@ def test_scoring_embeds_in_token_bounded_batches_with_the_same_soft_tokens(data,
     for a, b, (e, _, _) in zip(whole, parts, segs):
         assert a.shape == b.shape == (len(e), bb.lm.config.hidden_size)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_t5_scoring_encodes_in_token_bounded_batches_of_whole_rows(data, tiny_ds, monkeypatch):
+    """The T5 engine's encoder runs inside margins(), once per token-bounded batch of rows (a row is one user's
+    prompts), not over a whole scoring chunk of users at once as the causal backbone's embed once did."""
+    m = get_method("ganprompt")(**{**TINY, "backbone": "t5", "stage1_epochs": 0, "max_tokens": 64}).fit(data)
+    bb = m.backbone_
+    calls, real = [], bb.encode_segments
+    monkeypatch.setattr(bb, "encode_segments", lambda s: (calls.append((len(s), max(len(e.ids) for e in s))),
+                                                           real(s))[1])
+    test = draw(tiny_ds, "test", 10, "uniform", 0)
+    scores = m.score(test.users[:6], test.items[:6])
+    assert np.isfinite(scores).all() and scores.shape == (6, 11)
+    assert len(calls) >= 6, f"six users' rows each exceed 64 tokens, so at least six encoder batches: {calls}"
+    assert all(n <= 11 for n, _ in calls), f"no batch holds more than one user's 11 prompts: {calls}"

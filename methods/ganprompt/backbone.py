@@ -208,7 +208,9 @@ class EncoderCausal(_DiversityEncoderBackbone):
 
 class T5Engine(YesNoEngine):
     """The engine interface over a T5: a group's suffixes are whole prompts (joint builder), each read by the
-    encoder; the decoder's first-step logits give the yes/no margin."""
+    encoder; the decoder's first-step logits give the yes/no margin. The encoder runs in margins(), i.e. once per
+    token-bounded batch of rows (a row is one user's prompts), so scoring needs none of EncoderCausal.embed's
+    extra batching: its groups() only wraps token ids."""
 
     def __init__(self, backbone: "T5Backbone", builder, yes: str, no: str, max_tokens: int, device: str):
         self.bb = backbone
