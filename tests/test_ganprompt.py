@@ -262,6 +262,14 @@ def test_diversity_report_with_overrides_gets_a_folder_of_its_own(monkeypatch, t
     assert changed["params"]["d_lr"] == 0.001
 
 
+def _record_encoder_batches(bb, monkeypatch) -> list[tuple[int, int]]:
+    """(segments, longest segment) of every encoder batch the backbone runs from now on."""
+    batches, real = [], bb.encode_segments
+    monkeypatch.setattr(bb, "encode_segments", lambda s: (batches.append((len(s), max(len(e) for e in s))),
+                                                           real(s))[1])
+    return batches
+
+
 def test_scoring_embeds_in_token_bounded_batches_with_the_same_soft_tokens(data, monkeypatch):
     """Without gradients the encoder reads segments in length-sorted batches of at most EMBED_TOKENS padded tokens
     (one batch of a whole scoring chunk took 17.7 GB); each segment's soft tokens equal the one-batch computation."""
@@ -275,13 +283,11 @@ def test_scoring_embeds_in_token_bounded_batches_with_the_same_soft_tokens(data,
     segs = [(Encoded(tok(t, add_special_tokens=k == 0).input_ids if t else []), 0, k) for k, t in enumerate(texts)]
     with torch.enable_grad():
         whole = [x.detach() for x in bb.embed(segs)]
-    padded = []
-    real = bb.encode_segments
-    monkeypatch.setattr(bb, "encode_segments", lambda s: (padded.append((len(s), len(s) * max(len(e) for e in s))),
-                                                           real(s))[1])
+    batches = _record_encoder_batches(bb, monkeypatch)
     monkeypatch.setattr(backbone, "EMBED_TOKENS", 12)
     with torch.no_grad():
         parts = bb.embed(segs)
+    padded = [(n, n * longest) for n, longest in batches]
     assert len(padded) > 1 and all(p <= 12 or n == 1 for n, p in padded), padded
     assert sum(p for _, p in padded) < 5 * len(segs[0][0]), "sorted batches pad far less than one batch"
     for a, b, (e, _, _) in zip(whole, parts, segs):
@@ -293,10 +299,7 @@ def test_t5_scoring_encodes_in_token_bounded_batches_of_whole_rows(data, tiny_ds
     """The T5 engine's encoder runs inside margins(), once per token-bounded batch of rows (a row is one user's
     prompts), not over a whole scoring chunk of users at once as the causal backbone's embed once did."""
     m = get_method("ganprompt")(**{**TINY, "backbone": "t5", "stage1_epochs": 0, "max_tokens": 64}).fit(data)
-    bb = m.backbone_
-    calls, real = [], bb.encode_segments
-    monkeypatch.setattr(bb, "encode_segments", lambda s: (calls.append((len(s), max(len(e.ids) for e in s))),
-                                                           real(s))[1])
+    calls = _record_encoder_batches(m.backbone_, monkeypatch)
     test = draw(tiny_ds, "test", 10, "uniform", 0)
     scores = m.score(test.users[:6], test.items[:6])
     assert np.isfinite(scores).all() and scores.shape == (6, 11)
