@@ -1,7 +1,8 @@
 """Peak memory and time of GANPrompt's soft-token embedding of one scoring chunk (64 users x 100 candidates: one
 history prefix and 100 candidate suffixes each), in one padded batch (the old path) against token-bounded,
 length-sorted batches (EncoderCausal.embed without gradients), with the real MiniLM encoder and SmolLM2 LM.
-Each variant runs in its own process so that its peak RSS is its own. Prints the ratios and the largest difference.
+Each variant runs in its own process so that its peak RSS is its own. Prints the ratios of peak RSS, of the RSS the
+embedding adds above the loaded models, and of time, and the largest difference.
 
     python benchmarks/ganprompt_embed_memory.py [--users 64] [--candidates 100] [--prefix 150] [--suffix 20]
 """
@@ -12,6 +13,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,19 +59,22 @@ def main() -> None:
     if a.variant:
         return one(a.variant, a.users, a.candidates, a.prefix, a.suffix, a.save)
     import torch
-    res = {}
-    for v in ("one-batch", "token-bounded"):
-        save = f"/tmp/ganprompt_embed_{v}.pt"
+    res, tmp = {}, tempfile.TemporaryDirectory()   # per run: two runs at once must not read each other's tensors
+    saved = {v: str(Path(tmp.name) / f"ganprompt_embed_{v}.pt") for v in ("one-batch", "token-bounded")}
+    for v, save in saved.items():
         line = subprocess.run([sys.executable, __file__, "--variant", v, "--save", save, "--users", str(a.users),
                                "--candidates", str(a.candidates), "--prefix", str(a.prefix), "--suffix", str(a.suffix)],
                               capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         res[v] = json.loads(line)
         print(line)
-    x, y = (torch.load(f"/tmp/ganprompt_embed_{v}.pt", weights_only=True) for v in ("one-batch", "token-bounded"))
+    with tmp:
+        x, y = (torch.load(saved[v], weights_only=True) for v in ("one-batch", "token-bounded"))
     diff = max(float((p - q).abs().max()) for p, q in zip(x, y))
     o, t = res["one-batch"], res["token-bounded"]
+    grow = {k: max(r["peak_gb"] - r["before_gb"], 1e-3) for k, r in res.items()}
     print(f"peak RSS one-batch/token-bounded: {o['peak_gb']:.2f} / {t['peak_gb']:.2f} GB = "
-          f"{o['peak_gb'] / t['peak_gb']:.2f}x; time {o['seconds']:.1f} / {t['seconds']:.1f} s = "
+          f"{o['peak_gb'] / t['peak_gb']:.2f}x; added by the embedding {grow['one-batch']:.2f} / "
+          f"{grow['token-bounded']:.2f} GB = {grow['one-batch'] / grow['token-bounded']:.1f}x; time {o['seconds']:.1f} / {t['seconds']:.1f} s = "
           f"{o['seconds'] / t['seconds']:.2f}x; largest soft-token difference {diff:.2e}")
 
 
