@@ -43,6 +43,11 @@ class TALLRec(LoRAYesNo):
     # the 883 s fit. Reading another layer: a logistic probe on the answer-position state of layers 6-30 (400
     # histories, 6 words; held-out 100 users) peaks at the last layer (.66-.70; layer 18 .67-.69, layer 10 .60-.65,
     # layers 14+22+30 concatenated .66-.68), so a readout of a middle layer would not help.
+    # The readout is at its plateau, not under-trained (beauty-5core seed 0, its 200 validation users x 8 candidates):
+    # this profile's curve rises .534 -> .627 by step 700 of 800 with the listwise train loss at 2.01-2.05 (ln 8 =
+    # 2.08); lr 1e-2 is unstable (train loss rises to 2.15, validation .53-.63, best .632); lr 3e-3 for 24 epochs
+    # (2400 steps) reaches .60-.63 by step 500 and stays there (best .638, train loss 2.01-2.03). What is missing is
+    # signal in the frozen LM's answer state, which LoRA inside the blocks could add (the paper profile, on a GPU).
     profiles = {"quick": {"train_groups": 400, "negatives": 7, "epochs": 8, "batch_groups": 4, "lr": 1e-3,
                           "loss": "softmax", "lora_layers": 0, "lora_targets": "lm_head",
                           "eval_every": 50, "valid_users": 200, "valid_negatives": 7, "history_len": 4,
