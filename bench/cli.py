@@ -161,10 +161,14 @@ def _summary(cell, protocol, status, result, folder, seconds) -> str:
     auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
     answers = (result.get("answers") or {}).get("greedy_answer_valid_rate")
     stopped = (result.get("training") or {}).get("budget_stopped")
+    from bench.results import stages_kept_at_start
+    kept = stages_kept_at_start(result.get("training"))
     return (f"[green]done[/] {head}: AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} "
             f"NDCG@10 {m['ndcg@10']:.4f} MRR {m['mrr']:.4f}"
             + (f" greedy yes/no answers {answers:.1%}" if answers is not None else "") + f" ({seconds:.1f}s)"
-            + (" [yellow]budget-stopped by the wall-clock safety stop: not reproducible[/]" if stopped else ""))
+            + (" [yellow]budget-stopped by the wall-clock safety stop: not reproducible[/]" if stopped else "")
+            + (f" [yellow]{', '.join(kept)} kept its starting state (validation never beat step 0): what it trains is "
+               "not in the scores[/]" if kept else ""))
 
 
 def _text_warning(result: dict) -> str | None:

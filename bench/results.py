@@ -289,3 +289,12 @@ def recompute_metrics(folder: Path, source: str = "auto") -> dict:
         return evaluate_full(z["rank"], z["n_neg"], z["gauc"]).metrics
     z = read_compact(folder / COMPACT_FILE)
     return evaluate_full(z["rank"], z["n_neg"], z["gauc"]).metrics
+
+
+def stages_kept_at_start(training: dict | None) -> list[str]:
+    """The training stages of a result whose best validated state was their starting state (best_step 0 after
+    steps were taken): the loop restores that state, so what the stage trains is not in the scores (e.g. CoLLM's
+    stage 2 kept at step 0 leaves its mapper at zero output: no collaborative input). Read from the recorded
+    training info, so it applies to every published cell."""
+    return [name for name, stage in (training or {}).items()
+            if isinstance(stage, dict) and stage.get("best_step") == 0 and (stage.get("steps") or 0) > 0]

@@ -104,6 +104,34 @@ def test_a_budget_stopped_cell_is_recorded_and_marked(tmp_path, tiny_name):
     assert "bpr (budget-stopped)" in md and "pop (budget-stopped)" not in md and "not reproducible" in md
 
 
+def test_a_stage_kept_at_its_starting_state_is_named_in_the_run_summary_and_the_leaderboard(tmp_path, tiny_name):
+    """CoLLM's published stage 2 kept step 0, so its mapper outputs zero and no collaborative input reaches the LM:
+    a reader of the row must be told, not left to find it in result.json."""
+    from bench.cli import _summary
+    from bench.io import write_json
+    from bench.report.leaderboard import KEPT_MARK, build, render, to_csv
+    from bench.results import stages_kept_at_start
+    assert stages_kept_at_start({"stage1": {"best_step": 150, "steps": 400}, "stage2": {"best_step": 0, "steps": 50},
+                                 "zero_shot": {"best_step": 0, "steps": 0}, "budget_stopped": False}) == ["stage2"]
+    assert stages_kept_at_start(None) == []
+    outs = [run_cell(Cell(tiny_name, "pop", seed), tmp_path, log=lambda m: None)[0] for seed in (0, 1)]
+    _, res, folder = outs[1]
+    res["training"] = {**res["training"], "stage2": {"best_step": 0, "steps": 50}}
+    write_json(folder / "result.json", res)
+    cell = Cell(tiny_name, "pop", 1)
+    line = _summary(cell, cell.protocols[0], "done", res, folder, 1.0)
+    assert "stage2 kept its starting state" in line
+    assert "kept its starting state" not in _summary(cell, cell.protocols[0], "done", outs[0][1], outs[0][2], 1.0)
+    lb = build(tmp_path, "ml-tiny")
+    assert lb.kept_at_start == {"pop": {"stage2": [1]}}
+    md = render(lb, "md")
+    assert f"pop{KEPT_MARK}" in md and "stage2 kept at step 0 in seed(s) 1 of 2" in md
+    import io
+    import pandas as pd
+    csv = pd.read_csv(io.StringIO(to_csv(lb)), index_col="method", keep_default_na=False)
+    assert csv.at["pop", "kept_at_step0"] == "stage2:1"
+
+
 def test_user_subsample_does_not_depend_on_the_run_seed(tmp_path, tiny_name):
     p = Protocol("sampled", "uniform", 20, max_users=10)
     assert (p.user_rows(500, 0) == p.user_rows(500, 1)).all() and (p.user_rows(500) == p.user_rows(500, 7)).all()

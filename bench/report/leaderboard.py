@@ -16,9 +16,10 @@ from bench.io import write_text
 from bench.protocol import Protocol
 from bench.report.labels import KIND_ORDER, header
 from bench.report.significance import compare_metrics
-from bench.results import iter_results, method_labels
+from bench.results import iter_results, method_labels, stages_kept_at_start
 
 BUDGET_MARK = " (budget-stopped)"
+KEPT_MARK = " (stage kept at step 0)"
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Leaderboard:
     marks: dict[str, dict[str, str]] = field(default_factory=dict)  # metric -> label -> "†"
     significance_note: str = ""
     budget_stopped: set = field(default_factory=set)  # labels with a seed ended by the wall-clock safety stop
+    kept_at_start: dict = field(default_factory=dict)  # label -> {stage: seeds} whose best state was the stage's start
     budgets: dict = field(default_factory=dict)       # label -> what bounded its training (profile, counts, fit time)
     text_source: dict = field(default_factory=dict)   # item text the text-reading rows read: field -> items
     elsewhere: dict = field(default_factory=dict)     # method -> other protocols of this dataset it has results under
@@ -63,6 +65,7 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
         m = res["method"]
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
+                     "kept_at_start": tuple(stages_kept_at_start(res.get("training"))),
                      "budget": budget_text(m.get("profile"), m.get("params") or {}, m.get("overrides"),
                                            (res.get("environment") or {}).get("device")) + _derived_text(res),
                      "fit_s": (res.get("timings") or {}).get("fit_s"),
@@ -92,10 +95,17 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
         best_baseline[m] = col.idxmax() if len(col) else None
     budget = df.groupby("label")["budget"].first()
     fit_s = pd.to_numeric(df["fit_s"], errors="coerce").groupby(df["label"]).mean()
-    budgets = {lab: budget[lab] + (f"; fit {fit_s[lab]:.0f} s" if fit_s[lab] >= 1 else "") for lab in order}
+    kept: dict[str, dict[str, list[int]]] = {}
+    for lab, seed, stages in zip(df["label"], df["seed"], df["kept_at_start"]):
+        for stage in stages:
+            kept.setdefault(lab, {}).setdefault(stage, []).append(int(seed))
+    budgets = {lab: budget[lab] + (f"; fit {fit_s[lab]:.0f} s" if fit_s[lab] >= 1 else "")
+               + "".join(f"; {stage} kept at step 0 in seed(s) {', '.join(map(str, sorted(seeds)))} of "
+                         f"{n_seeds[lab]}" for stage, seeds in sorted(kept.get(lab, {}).items()))
+               for lab in order}
     readers = df[df["kind"].isin((*TEXT_READERS, "text")) & df["text_source"].notna()]
     lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
-                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]), budgets=budgets,
+                     budget_stopped=set(df.loc[df["budget_stopped"], "label"]), kept_at_start=kept, budgets=budgets,
                      text_source=dict(readers["text_source"].iloc[0]) if len(readers) else {},
                      elsewhere=run_elsewhere(root, dataset, protocol, set(df["method"])))
     if significance and len(mean) > 1:
@@ -132,7 +142,8 @@ def _cell(lb: Leaderboard, label: str, m: str, style: str) -> str:
 
 def render(lb: Leaderboard, style: str) -> str:
     metrics = lb.metrics()
-    rows = [[label + (BUDGET_MARK if label in lb.budget_stopped else ""), *[_cell(lb, label, m, style) for m in metrics],
+    rows = [[label + (BUDGET_MARK if label in lb.budget_stopped else "") + (KEPT_MARK if label in lb.kept_at_start
+                                                                            else ""), *[_cell(lb, label, m, style) for m in metrics],
              int(lb.n_seeds[label])] for label in lb.mean.index]
     imp = lb.improvement()
     if imp is not None:
@@ -147,7 +158,11 @@ def render(lb: Leaderboard, style: str) -> str:
                   + chance_note(lb.protocol)
                   + _text_floor_note(lb) + _text_source_note(lb) + _elsewhere_note(lb)
                   + (f" {BUDGET_MARK}: budget-stopped (a seed was ended by the wall-clock safety stop, so the result "
-                     "depends on machine load and is not reproducible)." if lb.budget_stopped else "") + "\n"
+                     "depends on machine load and is not reproducible)." if lb.budget_stopped else "")
+                  + (f" {KEPT_MARK}: in at least one seed a training stage's best validated state was its starting "
+                     "state, which the loop restores, so the scores do not include what that stage trains (e.g. "
+                     "CoLLM's stage 2 at step 0: its mapper outputs zero, so no collaborative input reaches the LM); "
+                     "the budget line names the stage and seeds." if lb.kept_at_start else "") + "\n"
                   + _budget_note(lb))
         return table + legend
     return tabulate(rows, headers=heads, tablefmt="latex_raw") + "\n"
@@ -243,6 +258,9 @@ def to_csv(lb: Leaderboard) -> str:
     flat = lb.mean.join(lb.std, rsuffix="_std")
     flat["n_seeds"], flat["kind"] = lb.n_seeds, lb.kind
     flat["budget_stopped"] = [label in lb.budget_stopped for label in flat.index]
+    flat["kept_at_step0"] = [";".join(f"{stage}:{'+'.join(map(str, sorted(seeds)))}"
+                                      for stage, seeds in sorted(lb.kept_at_start.get(label, {}).items()))
+                             for label in flat.index]
     return flat.to_csv(index_label="method")
 
 
