@@ -154,6 +154,7 @@ def cmd_run(args) -> int:
 
 
 def _summary(cell, protocol, status, result, folder, seconds) -> str:
+    from bench.results import stages_kept_at_start
     head = f"{cell.dataset} {cell.method} seed {cell.seed} {protocol.tag}"
     if status == "skipped":
         return f"[dim]skip[/] {head}: finished earlier ({folder})"
@@ -161,7 +162,6 @@ def _summary(cell, protocol, status, result, folder, seconds) -> str:
     auc = f"{m['auc']:.4f}" if m["auc"] is not None else "-"
     answers = (result.get("answers") or {}).get("greedy_answer_valid_rate")
     stopped = (result.get("training") or {}).get("budget_stopped")
-    from bench.results import stages_kept_at_start
     kept = stages_kept_at_start(result.get("training"))
     return (f"[green]done[/] {head}: AUC {auc} GAUC {m['gauc']:.4f} HR@10 {m['hr@10']:.4f} "
             f"NDCG@10 {m['ndcg@10']:.4f} MRR {m['mrr']:.4f}"

@@ -74,8 +74,9 @@ def main() -> None:
     grow = {k: max(r["peak_gb"] - r["before_gb"], 1e-3) for k, r in res.items()}
     print(f"peak RSS one-batch/token-bounded: {o['peak_gb']:.2f} / {t['peak_gb']:.2f} GB = "
           f"{o['peak_gb'] / t['peak_gb']:.2f}x; added by the embedding {grow['one-batch']:.2f} / "
-          f"{grow['token-bounded']:.2f} GB = {grow['one-batch'] / grow['token-bounded']:.1f}x; time {o['seconds']:.1f} / {t['seconds']:.1f} s = "
-          f"{o['seconds'] / t['seconds']:.2f}x; largest soft-token difference {diff:.2e}")
+          f"{grow['token-bounded']:.2f} GB = {grow['one-batch'] / grow['token-bounded']:.1f}x; "
+          f"time {o['seconds']:.1f} / {t['seconds']:.1f} s = {o['seconds'] / t['seconds']:.2f}x; "
+          f"largest soft-token difference {diff:.2e}")
 
 
 if __name__ == "__main__":

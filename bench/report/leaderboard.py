@@ -140,11 +140,15 @@ def _cell(lb: Leaderboard, label: str, m: str, style: str) -> str:
     return text
 
 
+def _row_label(lb: Leaderboard, label: str) -> str:
+    return (label + (BUDGET_MARK if label in lb.budget_stopped else "")
+            + (KEPT_MARK if label in lb.kept_at_start else ""))
+
+
 def render(lb: Leaderboard, style: str) -> str:
     metrics = lb.metrics()
-    rows = [[label + (BUDGET_MARK if label in lb.budget_stopped else "") + (KEPT_MARK if label in lb.kept_at_start
-                                                                            else ""), *[_cell(lb, label, m, style) for m in metrics],
-             int(lb.n_seeds[label])] for label in lb.mean.index]
+    rows = [[_row_label(lb, label), *[_cell(lb, label, m, style) for m in metrics], int(lb.n_seeds[label])]
+            for label in lb.mean.index]
     imp = lb.improvement()
     if imp is not None:
         rows.append(["Improvement (%)", *[f"{imp[m]:+.2f}" if not pd.isna(imp[m]) else "-" for m in metrics], ""])
