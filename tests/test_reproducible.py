@@ -112,7 +112,8 @@ def test_a_stage_kept_at_its_starting_state_is_named_in_the_run_summary_and_the_
     from bench.report.leaderboard import KEPT_MARK, build, render, to_csv
     from bench.results import stages_kept_at_start
     assert stages_kept_at_start({"stage1": {"best_step": 150, "steps": 400}, "stage2": {"best_step": 0, "steps": 50},
-                                 "zero_shot": {"best_step": 0, "steps": 0}, "budget_stopped": False}) == ["stage2"]
+                                 "zero_shot": {"best_step": 0, "steps": 0}, "unvalidated": {"best_step": None,
+                                 "steps": 30}, "budget_stopped": False}) == ["stage2"]
     assert stages_kept_at_start(None) == []
     outs = [run_cell(Cell(tiny_name, "pop", seed), tmp_path, log=lambda m: None)[0] for seed in (0, 1)]
     _, res, folder = outs[1]
