@@ -59,16 +59,17 @@ def main() -> None:
     if a.variant:
         return one(a.variant, a.users, a.candidates, a.prefix, a.suffix, a.save)
     import torch
-    res, tmp = {}, tempfile.TemporaryDirectory()   # per run: two runs at once must not read each other's tensors
-    saved = {v: str(Path(tmp.name) / f"ganprompt_embed_{v}.pt") for v in ("one-batch", "token-bounded")}
-    for v, save in saved.items():
-        line = subprocess.run([sys.executable, __file__, "--variant", v, "--save", save, "--users", str(a.users),
-                               "--candidates", str(a.candidates), "--prefix", str(a.prefix), "--suffix", str(a.suffix)],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        res[v] = json.loads(line)
-        print(line)
-    with tmp:
-        x, y = (torch.load(saved[v], weights_only=True) for v in ("one-batch", "token-bounded"))
+    res, variants = {}, ("one-batch", "token-bounded")
+    with tempfile.TemporaryDirectory() as tmp:   # per run: two runs at once must not read each other's tensors
+        saved = {v: str(Path(tmp) / f"ganprompt_embed_{v}.pt") for v in variants}
+        for v in variants:
+            out = subprocess.run([sys.executable, __file__, "--variant", v, "--save", saved[v], "--users",
+                                  str(a.users), "--candidates", str(a.candidates), "--prefix", str(a.prefix),
+                                  "--suffix", str(a.suffix)], capture_output=True, text=True, check=True).stdout
+            last = out.strip().splitlines()[-1]
+            res[v] = json.loads(last)
+            print(last)
+        x, y = (torch.load(saved[v], weights_only=True) for v in variants)
     diff = max(float((p - q).abs().max()) for p, q in zip(x, y))
     o, t = res["one-batch"], res["token-bounded"]
     grow = {k: max(r["peak_gb"] - r["before_gb"], 1e-3) for k, r in res.items()}
