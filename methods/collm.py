@@ -63,18 +63,17 @@ class CoLLM(LoRAYesNo):
     # are there), 8 cheap epochs. Stage 2 (the mapper) back-propagates through every LM layer, since the slots are
     # inputs, so it gets one epoch: 50 steps of 4 histories at lr 2e-3 (in the previous quick profile its validation
     # GAUC was still rising at the end: 32 steps of 2 histories, lr 1e-3: .571 -> .567 -> .643).
-    # Validation noise decides stage 2. It starts from stage 1's best state and must beat it on the same validation
-    # users; with 100 users (+-.03) that best is the luckiest of 17 noisy evaluations. beauty-5core n99-u300: seed 0
-    # stage 1 peaked at .696 and stage 2 was kept at step 0 (.669, .649 after 25, 50 steps: no collaborative input,
-    # test GAUC .629); seed 1 peaked at .647, stage 2 kept step 25 (.691), test GAUC .684. Seed 0 again with 500
-    # validation users: stage 1 plateaus at .63 (best .634) and the mapper improves on it: .634 -> .636 (step 25) ->
-    # .649 (step 37, still rising when the 15-minute safety stop ended it; each uncached 500-user evaluation takes
-    # ~2 min on one thread). The next quick profile should validate on 500 users with two mapper epochs and room in
-    # the safety stop; it changes the params hash, so the published cells must be rerun with it (~75 min per seed).
-    profiles = {"quick": {"cf_epochs": 20, "train_groups": 200, "negatives": 7, "epochs": 8, "stage2_epochs": 1,
+    # Validation: 500 users, not 100. Stage 2 starts from stage 1's best state and must beat it on the same
+    # validation users, and with 100 users (+-.03) that best is the luckiest of 17 noisy evaluations: on
+    # beauty-5core seed 0 stage 1 peaked at .696 and stage 2 was kept at step 0 (.669, .649 after 25, 50 steps), so
+    # the published cell had no collaborative input. On 500 users the same stage 1 plateaus at .63 (best .634) and
+    # the mapper improves on it: .634 -> .636 (step 25) -> .649 (step 37, still rising when the 15-minute safety
+    # stop ended it). So stage 2 gets two epochs (100 steps), and the safety stop room for the slower validation
+    # (each uncached 500-user evaluation ~2 min on one thread; stage 2 ~25 min).
+    profiles = {"quick": {"cf_epochs": 20, "train_groups": 200, "negatives": 7, "epochs": 8, "stage2_epochs": 2,
                           "batch_groups": 4, "lr": 1e-3, "stage2_lr": 2e-3, "loss": "softmax", "lora_layers": 0,
-                          "lora_targets": "lm_head", "eval_every": 25, "valid_users": 100, "valid_negatives": 7,
-                          "history_len": 4, "title_words": 6, "max_length": 160, "max_minutes": 15},
+                          "lora_targets": "lm_head", "eval_every": 25, "valid_users": 500, "valid_negatives": 7,
+                          "history_len": 4, "title_words": 6, "max_length": 160, "max_minutes": 60},
                 "paper": {}}
 
     # ---- prompts with embedding slots ----
