@@ -68,6 +68,7 @@ class CoLLM(LoRAYesNo):
     # the old profile's cell (results/legacy/) had no collaborative input. On 500 users stage 1 plateaus at
     # .63-.66 and the mapper improves on it in every seed (beauty-5core, steps 0/25/50/75/100):
     #   seed 0 .634 .636 .633 .700 .703; seed 1 .658 .683 .676 .697 .700; seed 2 .641 .683 .684 .690 .711.
+    # Test (n99-u300, seeds 0-2): GAUC .657 .677 .682 (textsim .671), NDCG@10 .173 .138 .177 (textsim .240).
     # Still rising at step 100 (~25 min of stage 2 on one thread): more mapper steps are the next budget to try.
     # Tried and not adopted: fitting BPR-MF without the 200 (user, item) pairs stage 2 trains on. BPR separates
     # those targets from negatives almost perfectly when it has seen them (GAUC .99, against .73-.75 on validation
