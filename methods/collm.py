@@ -69,11 +69,13 @@ class CoLLM(LoRAYesNo):
     # .63-.66 and the mapper improves on it in every seed (beauty-5core, steps 0/25/50/75/100):
     #   seed 0 .634 .636 .633 .700 .703; seed 1 .658 .683 .676 .697 .700; seed 2 .641 .683 .684 .690 .711.
     # Test (n99-u300, seeds 0-2): GAUC .657 .677 .682 (textsim .671), NDCG@10 .173 .138 .177 (textsim .240).
-    # Tried and not adopted: 4 mapper epochs (200 steps) instead of 2. Seed 0's validation rose past step 100 (.734,
-    # .738 at steps 125, 150) and then fell (.727, .704: the mapper memorises its 200 groups, training loss ~.5), so
-    # step 150 was kept; on test that gave GAUC .677 and NDCG@10 .168 against .657 and .173, paired over the 300 users
-    # GAUC +.020 (Wilcoxon p .26), NDCG@10 -.005: not a gain worth three new cells. Stage 2 repeats stage 1's 200
-    # groups, so the next thing to try is more groups for the mapper rather than more passes over the same ones.
+    # Tried and not adopted: 4 mapper epochs (200 steps) instead of 2. Validation at steps 100/125/150/175/200:
+    # seed 0 .703 .734 .738 .727 .704, seed 1 .700 .706 .706 .714 .689: past ~150 steps the mapper memorises its
+    # 200 groups (training loss .2-.8) and validation falls. Test (kept steps 150, 175) against the published cells:
+    # GAUC .677 .683 vs .657 .677, NDCG@10 .168 .169 vs .173 .138; paired over the 300 users, the mean of the two
+    # seeds moves GAUC +.013 (Wilcoxon p .07) and NDCG@10 +.013 (p .17): not a significant gain, and still far below
+    # textsim's NDCG@10 (.240). Stage 2 repeats stage 1's 200 groups, so the next thing to try is more distinct
+    # groups for the mapper rather than more passes over the same ones.
     # Tried and not adopted: fitting BPR-MF without the 200 (user, item) pairs stage 2 trains on. BPR separates
     # those targets from negatives almost perfectly when it has seen them (GAUC .99, against .73-.75 on validation
     # targets; .79 once they are held out), so the mapper trains on a signal far cleaner than at test time. Held
