@@ -74,8 +74,13 @@ class CoLLM(LoRAYesNo):
     # 200 groups (training loss .2-.8) and validation falls. Test (kept steps 150, 175) against the published cells:
     # GAUC .677 .683 vs .657 .677, NDCG@10 .168 .169 vs .173 .138; paired over the 300 users, the mean of the two
     # seeds moves GAUC +.013 (Wilcoxon p .07) and NDCG@10 +.013 (p .17): not a significant gain, and still far below
-    # textsim's NDCG@10 (.240). Stage 2 repeats stage 1's 200 groups, so the next thing to try is more distinct
-    # groups for the mapper rather than more passes over the same ones.
+    # textsim's NDCG@10 (.240).
+    # Tried and not adopted: 800 groups drawn afresh for the mapper (its own generator; stage 1 and the validation
+    # users unchanged), one pass = 200 steps, none repeated (beauty-5core seed 0; the experiment commit 85f0701 is
+    # not on main). Validation at steps 25..200: .673 .682 .677 .699 .708 .705 .723 .725: no fall past 150 steps,
+    # so fresh groups do stop the memorising, but the peak is no higher than with repeats (.738). Test (kept step
+    # 200): GAUC .667, NDCG@10 .182 against the published .657 / .173, paired over the 300 users +.010 (Wilcoxon
+    # p .51) / +.009 (p .68). Neither more steps nor more distinct groups moves the mapper's test score past noise.
     # Tried and not adopted: fitting BPR-MF without the 200 (user, item) pairs stage 2 trains on. BPR separates
     # those targets from negatives almost perfectly when it has seen them (GAUC .99, against .73-.75 on validation
     # targets; .79 once they are held out), so the mapper trains on a signal far cleaner than at test time. Held
