@@ -76,8 +76,8 @@ class CoLLM(LoRAYesNo):
     # seeds moves GAUC +.013 (Wilcoxon p .07) and NDCG@10 +.013 (p .17): not a significant gain, and still far below
     # textsim's NDCG@10 (.240).
     # Tried and not adopted: 800 groups drawn afresh for the mapper (its own generator; stage 1 and the validation
-    # users unchanged), one pass = 200 steps, none repeated (beauty-5core seed 0; the experiment commit 85f0701 is
-    # not on main). Validation at steps 25..200: .673 .682 .677 .699 .708 .705 .723 .725: no fall past 150 steps,
+    # users unchanged), one pass = 200 steps, none repeated (beauty-5core seed 0, a trial branch off main).
+    # Validation at steps 25..200: .673 .682 .677 .699 .708 .705 .723 .725: no fall past 150 steps,
     # so fresh groups do stop the memorising, but the peak is no higher than with repeats (.738). Test (kept step
     # 200): GAUC .667, NDCG@10 .182 against the published .657 / .173, paired over the 300 users +.010 (Wilcoxon
     # p .51) / +.009 (p .68). Neither more steps nor more distinct groups moves the mapper's test score past noise.
