@@ -614,6 +614,22 @@ def diversity(dataset: str, method: str = "ganprompt", profile: str = "quick", s
     return {**run_diversity(data, m, folder, n_eval=samples, git=git), "folder": folder}
 
 
+def history_probe(dataset: str, method: str, seed: int = 0, protocol: str = "sampled-uniform-n99-u300",
+                  users: int = 100, profile: str = "quick", overrides=None, swap_seed: int = 0, out=None,
+                  data_root=None, log: Callable[[str], None] | None = None):
+    """`bench.py history-probe`: the cell's fitted model (its saved fit, else fitted now) scores `users` of the
+    protocol's users with their own history and with another probed user's (bench.probe); the report is written
+    under out/DATASET/probes. Returns a bench.probe.HistoryProbe (record, markdown, written)."""
+    from bench.probe import run as run_probe, write
+    _check_data_root(data_root)
+    root = Path(out if out is not None else default_out())
+    changed = parse_overrides(overrides, [method])[method]
+    probe = run_probe(root, dataset, method, seed=seed, protocol=protocol, users=users, profile=profile,
+                      overrides=changed, swap_seed=swap_seed, data_root=data_root, log=log or (lambda m: None))
+    write(probe, root)
+    return probe
+
+
 def check_method(name: str, overrides=None, profile: str | None = "quick",
                  log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """`bench.py check-method`: the conformance checks every built-in method passes (bench/conformance.py), for one

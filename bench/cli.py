@@ -1,7 +1,7 @@
 """The command line (`bench.py COMMAND --help`): argument parsing and printing over bench.api, which holds the logic.
 
 Commands: run, reproduce, status, datasets, methods, check-method, compare-protocols, significance, diversity,
-robustness, audit, reports, derive, leaderboard."""
+robustness, history-probe, audit, reports, derive, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -218,6 +218,17 @@ def cmd_diversity(args) -> int:
                            out=args.out, data_root=args.data_root, log=lambda m: console.print(m, highlight=False))
     print(result["markdown"])
     console.print(f"written: {result['folder']}/diversity.md, diversity.csv, diversity.json, {result['png'].name}")
+    return 0
+
+
+def cmd_history_probe(args) -> int:
+    from rich.console import Console
+    console = Console(stderr=True)
+    probe = api.history_probe(args.dataset, args.method, args.seed, args.protocol, args.users, args.profile,
+                              overrides=args.set, swap_seed=args.swap_seed, out=args.out, data_root=args.data_root,
+                              log=lambda m: console.print(m, markup=False, highlight=False))
+    print(probe.markdown)
+    _written(probe.written)
     return 0
 
 
@@ -499,6 +510,20 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--samples", type=int, default=60, help="evaluation samples (each with K+1 variants)")
     dv.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE")
     dv.set_defaults(func=cmd_diversity)
+
+    hp = sub.add_parser("history-probe", help="does a fitted method rank through the user's history? Its saved "
+                                              "fit scores a cell's users with their own history and with another "
+                                              "user's (GAUC/NDCG@10 of both, paired tests, rank correlation)",
+                        parents=[_dataset(required=True), _out(), _data_root()])
+    hp.add_argument("--method", required=True, help="a method that reads histories (LLM, text or sequential)")
+    hp.add_argument("--seed", type=int, default=0, help="the cell's seed (its fit and candidates)")
+    hp.add_argument("--protocol", default="sampled-uniform-n99-u300", help="a sampled protocol tag: whose users "
+                                                                           "and candidates are scored")
+    hp.add_argument("--users", type=int, default=100, help="probed users, drawn from the protocol's users")
+    hp.add_argument("--profile", default="quick")
+    hp.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE")
+    hp.add_argument("--swap-seed", type=int, default=0, help="seed of the user draw and of who reads whose history")
+    hp.set_defaults(func=cmd_history_probe)
 
     rb = sub.add_parser("robustness", help="RQ1: score prompt-based methods under held-out templates and "
                                            "perturbations; mean/std/worst, PDR, PNG, paired tests",

@@ -1,0 +1,69 @@
+"""The history-swap probe (bench.probe): nobody keeps their own history, a method that ignores histories does not
+move, one that reads them does, and the own-history pass is checked against the committed cell."""
+import numpy as np
+import pytest
+
+from bench.errors import BenchError, MethodError
+from bench.probe import SwappedHistories, derangement, rank_correlation, run, write
+from bench.protocol import Protocol
+from bench.runner import Cell, run_cell
+
+PROTOCOL = Protocol("sampled", "uniform", 19, 40)
+
+
+@pytest.mark.parametrize("n", [2, 3, 50])
+def test_derangement_leaves_nobody_with_their_own_history(n):
+    donor = derangement(n, seed=1)
+    assert sorted(donor) == list(range(n)) and (donor != np.arange(n)).all()
+
+
+def test_swapped_view_reads_the_donors_history_and_passes_the_rest_through(tiny_ds):
+    from bench.data.view import FitData
+    data = FitData.from_dataset(tiny_ds)
+    view = SwappedHistories(data, {0: 1})
+    assert (view.history(0, "test") == data.history(1, "test")).all()
+    assert (view.history(2, "valid") == data.history(2, "valid")).all()
+    assert view.item_text is data.item_text and view.n_users == data.n_users
+
+
+def test_rank_correlation_is_one_for_the_same_order_and_minus_one_reversed():
+    a = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]])
+    assert rank_correlation(a, a * 10) == pytest.approx([1.0, 1.0])
+    assert rank_correlation(a, -a) == pytest.approx([-1.0, -1.0])
+    assert np.isnan(rank_correlation(np.ones((1, 3)), a[:1])).all()
+
+
+def test_mf_ignores_the_history_and_its_committed_cell_is_reproduced(tmp_path, tiny_name):
+    # BPR scores from user and item embeddings: it keeps a data view but never reads a history from it
+    overrides = {"epochs": 1}
+    run_cell(Cell(tiny_name, "bpr", 0, (PROTOCOL,), overrides=overrides), tmp_path, log=lambda m: None)
+    probe = run(tmp_path, tiny_name, "bpr", protocol=PROTOCOL.tag, users=30, overrides=overrides,
+                log=lambda m: None)
+    r = probe.record
+    assert r["users"] == 30 and r["identical_scores"]
+    assert r["own"] == r["swapped"] and r["tests_swapped_minus_own"]["gauc"]["wilcoxon_p"] == 1.0
+    assert r["committed_cell"]["reproduces"] and r["committed_cell"]["max_abs_gauc_diff"] <= 1e-12
+    assert r["fit_reused_from"] is None  # RecBole fits are not saved: the probe fitted again, and got the same model
+    assert "no measurable use of the history" in probe.markdown
+    json_path, md_path = write(probe, tmp_path)
+    assert json_path.parent == tmp_path / r["dataset"] / "probes" and md_path.read_text() == probe.markdown
+
+
+def test_a_history_reader_moves_under_the_swap(tmp_path, tiny_name):
+    overrides = {"encoder": "tiny-encoder"}
+    probe = run(tmp_path, tiny_name, "textsim", protocol=PROTOCOL.tag, users=30, overrides=overrides,
+                log=lambda m: None)
+    r = probe.record
+    assert not r["identical_scores"] and r["rank_correlation"]["mean"] < 0.99
+    assert r["committed_cell"]["file"] is None  # no cell was run: nothing to check against, and it says so
+    assert sorted(r["donor_tokens"]) == sorted(r["user_tokens"])
+    assert all(d != u for d, u in zip(r["donor_tokens"], r["user_tokens"]))
+
+
+def test_bad_requests_are_one_line_errors(tmp_path, tiny_name):
+    with pytest.raises(MethodError, match="keeps no data view"):
+        run(tmp_path, tiny_name, "pop", protocol=PROTOCOL.tag, users=10, log=lambda m: None)
+    with pytest.raises(BenchError, match="sampled protocol"):
+        run(tmp_path, tiny_name, "pop", protocol="full", log=lambda m: None)
+    with pytest.raises(BenchError, match="at least 2 users"):
+        run(tmp_path, tiny_name, "pop", protocol=PROTOCOL.tag, users=1, log=lambda m: None)
