@@ -90,6 +90,12 @@ class Method:
     def get_params(self) -> dict[str, Any]:
         return dataclasses.asdict(self.params)
 
+    @classmethod
+    def ignored_params(cls, params: dict[str, Any]) -> set[str]:
+        """Recorded params that this configuration never reads (a field of its params class that a variant skips,
+        e.g. a control without the stage the field sizes): captions leave them out. The params hash keeps them."""
+        return set()
+
     def fit(self, data) -> "Method":
         raise NotImplementedError
 

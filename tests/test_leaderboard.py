@@ -40,6 +40,16 @@ def test_caption_names_what_was_set_away_from_the_profile_and_a_gpu(tmp_path):
             "trained on cuda; fit 100 s") in md, "budget keys are listed once, the other overrides after them"
 
 
+def test_caption_leaves_out_budget_params_the_configuration_never_reads(tmp_path):
+    import methods  # noqa: F401  (registers ganprompt)
+    stage1 = {"epochs": 8, "stage1_epochs": 1, "align_steps": 1500, "train_groups": 300}
+    fake(tmp_path, "ganprompt-plain", 0, 0.40, kind="control", params={**stage1, "backbone": "plain"})
+    fake(tmp_path, "ganprompt", 0, 0.40, kind="proposed", params={**stage1, "backbone": "encoder+causal"})
+    md = render(build(tmp_path, "d"), "md")
+    assert "- `ganprompt-plain`: profile quick: epochs 8, train_groups 300\n" in md, "plain has no stage 1"
+    assert "- `ganprompt`: profile quick: epochs 8, stage1_epochs 1, train_groups 300, align_steps 1500\n" in md
+
+
 def test_table_marks_best_and_improvement(tmp_path):
     fake(tmp_path, "pop", 0, 0.30)
     fake(tmp_path, "sasrec", 0, 0.40)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.errors import BenchError
+from bench.errors import BenchError, MethodError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.protocol import Protocol
@@ -67,7 +67,8 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
                      "kept_at_start": tuple(stages_kept_at_start(res.get("training"))),
                      "budget": budget_text(m.get("profile"), m.get("params") or {}, m.get("overrides"),
-                                           (res.get("environment") or {}).get("device")) + _derived_text(res),
+                                           (res.get("environment") or {}).get("device"),
+                                           _ignored(m["name"], m.get("params") or {})) + _derived_text(res),
                      "fit_s": (res.get("timings") or {}).get("fit_s"),
                      "text_source": (res.get("dataset") or {}).get("text_source"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
@@ -178,10 +179,22 @@ BUDGET_KEYS = ("epochs", "pretrain_epochs", "cf_epochs", "stage1_epochs", "stage
                "negatives", "align_steps", "train_samples", "max_minutes")
 
 
-def budget_text(profile: str | None, params: dict, overrides: dict | None = None, device: str | None = None) -> str:
-    """What bounded a cell's training, from its recorded params: the profile and the budget parameters it has, the
-    other parameters set away from the profile (`--set`), and the device when it was not the CPU."""
-    parts = [f"{k} {params[k]}" for k in BUDGET_KEYS if params.get(k) is not None]
+def _ignored(method: str, params: dict) -> set[str]:
+    """The recorded params the method's configuration never reads (Method.ignored_params); none for a method this
+    process has not registered (a plugin's results read without its --include)."""
+    from bench.method import get_method
+    try:
+        return get_method(method).ignored_params(params)
+    except MethodError:
+        return set()
+
+
+def budget_text(profile: str | None, params: dict, overrides: dict | None = None, device: str | None = None,
+                ignored: set[str] = frozenset()) -> str:
+    """What bounded a cell's training, from its recorded params: the profile and the budget parameters it has (less
+    those its configuration never reads), the other parameters set away from the profile (`--set`), and the device
+    when it was not the CPU."""
+    parts = [f"{k} {params[k]}" for k in BUDGET_KEYS if params.get(k) is not None and k not in ignored]
     text = (f"profile {profile}" if profile else "no profile") + (": " + ", ".join(parts) if parts else "")
     changed = [f"{k} {v}" for k, v in sorted((overrides or {}).items()) if k not in BUDGET_KEYS]
     if changed:

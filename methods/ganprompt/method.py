@@ -12,6 +12,7 @@ Backbone `plain` (ganprompt-plain) is the control without a diversity encoder: b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -143,6 +144,17 @@ class GANPrompt(LoRAYesNo):
     description = "GAN-trained diversity encoder + LoRA yes/no LLM recommender (the paper's method)"
     Params = GANPromptParams
     profiles = {"quick": QUICK, "paper": PAPER}
+
+    @classmethod
+    def ignored_params(cls, params: dict) -> set[str]:
+        """plain reads LMParams only (it is LoRAYesNo); t5 has no projection to align."""
+        if params.get("backbone") == "plain":
+            own = {f.name for f in dataclasses.fields(GANPromptParams)}
+            return own - {f.name for f in dataclasses.fields(LMParams)} - {"backbone"}
+        if params.get("backbone") == "t5":
+            return {"align_steps", "align_groups", "align_titles", "align_lr", "encoder", "encoder_context",
+                    "encoder_states", "proj_hidden", "stage2_projection"}
+        return {"t5", "decoder_tuning"}
 
     # ---------------------------------------------------------------- prompts and model
     def _builder(self, template: Template | None = None) -> PromptBuilder:
