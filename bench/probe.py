@@ -90,7 +90,7 @@ def run(root: Path, dataset: str, method: str, seed: int = 0, protocol: str = "s
         data_root=None, log: Callable[[str], None] = print) -> HistoryProbe:
     from bench.data.candidates import get_candidates
     from bench.report.significance import paired_test
-    from bench.runner import Cell, fit_cell, load_dataset, score_sampled
+    from bench.runner import Cell, fit_cell, load_dataset, provenance_git, score_sampled
     t_start = time.perf_counter()
     git = git_state()  # provenance of the code that runs, taken before any work
     proto = Protocol.from_tag(protocol)
@@ -146,7 +146,7 @@ def run(root: Path, dataset: str, method: str, seed: int = 0, protocol: str = "s
         "committed_cell": _committed(folder, tokens, ev_own.per_user["gauc"]),
         "fit_reused_from": str(fitted.fit["reused_from"]) if fitted.fit["reused_from"] else None,
         "provenance": {"taken": "probe start", **git},
-        "environment": environment(getattr(m, "device_", "cpu"), git={k: git.get(k) for k in ("commit", "dirty")}),
+        "environment": environment(getattr(m, "device_", "cpu"), git=provenance_git(git)),
         "timings": {"fit_s": fitted.fit["fit_s"], "load_s": fitted.fit["load_s"], "own_score_s": own_s,
                     "swapped_score_s": swap_s, "total_s": time.perf_counter() - t_start},
     }

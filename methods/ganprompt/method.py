@@ -12,10 +12,9 @@ Backbone `plain` (ganprompt-plain) is the control without a diversity encoder: b
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +148,8 @@ class GANPrompt(LoRAYesNo):
     def ignored_params(cls, params: dict) -> set[str]:
         """plain reads LMParams only (it is LoRAYesNo); t5 has no projection to align."""
         if params.get("backbone") == "plain":
-            own = {f.name for f in dataclasses.fields(GANPromptParams)}
-            return own - {f.name for f in dataclasses.fields(LMParams)} - {"backbone"}
+            own = {f.name for f in fields(GANPromptParams)}
+            return own - {f.name for f in fields(LMParams)} - {"backbone"}
         if params.get("backbone") == "t5":
             return {"align_steps", "align_groups", "align_titles", "align_lr", "encoder", "encoder_context",
                     "encoder_states", "proj_hidden", "stage2_projection"}
