@@ -16,8 +16,9 @@ from methods.pop import Pop
 from methods.random_scores import RandomScores
 from methods.s3rec import S3Rec
 from methods.tallrec import TALLRec
-from methods.textsim import TextSim
+from methods.textsim import TextSim, TextSimLLMInput
 from methods.sasrec import SASRec
 
-for _cls in (RandomScores, Pop, TextSim, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN, DIN, S3Rec, *GANPROMPT_METHODS, TALLRec, CTRL, P5, CoLLM):
+for _cls in (RandomScores, Pop, TextSim, TextSimLLMInput, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN,
+             DIN, S3Rec, *GANPROMPT_METHODS, TALLRec, CTRL, P5, CoLLM):
     register(_cls)

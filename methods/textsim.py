@@ -60,3 +60,14 @@ class TextSim(Method):
 
     def score_full(self, users, split="test"):
         return self._queries(users, split) @ self.item_emb_.T
+
+
+class TextSimLLMInput(TextSim):
+    """The floor on the text the yes/no LLM methods' prompts show under the same profile (TALLRec, CoLLM, GANPrompt
+    and its ablations read `history_len` items with titles cut to `title_words`), so a comparison with it does not
+    credit them with text they never read. `textsim` stays the headline floor: a method's input budget is part of it.
+    tests/test_textsim.py keeps these profiles equal to the LLM methods'."""
+    name = "textsim-llm-input"
+    description = ("textsim on the LLM methods' prompt text: the profile's history length and title cut (quick: 4 "
+                   "items, 6 words; paper: 10 items, 12 words)")
+    profiles = {"quick": {"history": 4, "title_words": 6}, "paper": {"history": 10, "title_words": 12}}
