@@ -45,6 +45,10 @@ def test_mf_ignores_the_history_and_its_committed_cell_is_reproduced(tmp_path, t
     assert r["committed_cell"]["reproduces"] and r["committed_cell"]["max_abs_gauc_diff"] <= 1e-12
     assert r["fit_reused_from"] is None  # RecBole fits are not saved: the probe fitted again, and got the same model
     assert "no measurable use of the history" in probe.markdown
+    # as another user entirely it reads that user's embedding: the user-id part is all there is
+    a = r["above_chance_from"]["gauc"]
+    assert r["whole_user_vs_swapped_max_abs"] > 0 and a["history"] == 0.0
+    assert a["candidates"] + a["user_features"] == pytest.approx(r["own"]["gauc"] - r["chance"]["gauc"])
     json_path, md_path = write(probe, tmp_path)
     assert json_path.parent == tmp_path / r["dataset"] / "probes" and md_path.read_text() == probe.markdown
 
@@ -55,6 +59,9 @@ def test_a_history_reader_moves_under_the_swap(tmp_path, tiny_name):
                 log=lambda m: None)
     r = probe.record
     assert not r["identical_scores"] and r["rank_correlation"]["mean"] < 0.99
+    # textsim reads nothing of a user but the history: the whole-user swap scores as the history swap does
+    assert r["whole_user_vs_swapped_max_abs"] == 0.0 and r["above_chance_from"]["gauc"]["user_features"] == 0.0
+    assert r["whole_user"] == r["swapped"] and "user-id features +0.0000" in probe.markdown
     assert r["committed_cell"]["file"] is None  # no cell was run: nothing to check against, and it says so
     assert sorted(r["donor_tokens"]) == sorted(r["user_tokens"])
     assert all(d != u for d, u in zip(r["donor_tokens"], r["user_tokens"]))
