@@ -48,6 +48,7 @@ def test_mf_ignores_the_history_and_its_committed_cell_is_reproduced(tmp_path, t
     # as another user entirely it reads that user's embedding: the user-id part is all there is
     a = r["above_chance_from"]["gauc"]
     assert r["whole_user_vs_swapped_max_abs"] > 0 and a["history"] == 0.0
+    assert "it reads more of a user than the history" in probe.markdown
     assert a["candidates"] + a["user_features"] == pytest.approx(r["own"]["gauc"] - r["chance"]["gauc"])
     json_path, md_path = write(probe, tmp_path)
     assert json_path.parent == tmp_path / r["dataset"] / "probes" and md_path.read_text() == probe.markdown
@@ -62,6 +63,7 @@ def test_a_history_reader_moves_under_the_swap(tmp_path, tiny_name):
     # textsim reads nothing of a user but the history: the whole-user swap scores as the history swap does
     assert r["whole_user_vs_swapped_max_abs"] == 0.0 and r["above_chance_from"]["gauc"]["user_features"] == 0.0
     assert r["whole_user"] == r["swapped"] and "user-id features +0.0000" in probe.markdown
+    assert "reads nothing of a user but the history" in probe.markdown
     assert r["committed_cell"]["file"] is None  # no cell was run: nothing to check against, and it says so
     assert sorted(r["donor_tokens"]) == sorted(r["user_tokens"])
     assert all(d != u for d, u in zip(r["donor_tokens"], r["user_tokens"]))
