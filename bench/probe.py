@@ -2,7 +2,7 @@
 
 Each probed user keeps their own candidates, but the method reads another probed user's history: a seeded
 derangement, so nobody keeps their own. A method that ranks through the history (textsim, SASRec) falls toward chance;
-one that ranks candidates by what they are (Pop, a prior over titles) keeps its score. The gap between the two passes
+one that ranks candidates by what they are (Pop, a prior over titles) keeps its score. The gap between these two passes
 is how much of a method's score the history carries. Only the history a method reads through its data view
 (`data_.history`) is swapped: user-id features (CoLLM's user token, MF's user embedding) stay the user's own.
 A third pass scores each user's candidates as the donor, user id and history both (the whole-user swap): what is left
