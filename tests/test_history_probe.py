@@ -76,3 +76,14 @@ def test_bad_requests_are_one_line_errors(tmp_path, tiny_name):
         run(tmp_path, tiny_name, "pop", protocol="full", log=lambda m: None)
     with pytest.raises(BenchError, match="at least 2 users"):
         run(tmp_path, tiny_name, "pop", protocol=PROTOCOL.tag, users=1, log=lambda m: None)
+
+
+def test_an_lm_recommender_reads_nothing_of_a_user_but_the_history(tmp_path, tiny_name):
+    # its prompts are built from the history alone, and packing scores them alike in any batch order
+    from bench.probe import ROUNDING
+    from tests.tiny_lm import TINY_LM
+    probe = run(tmp_path, tiny_name, "ganprompt-plain", protocol=PROTOCOL.tag, users=20,
+                overrides=dict(TINY_LM, valid_users=0), log=lambda m: None)
+    r = probe.record
+    assert not r["identical_scores"] and r["whole_user_vs_swapped_max_abs"] <= ROUNDING
+    assert "reads nothing of a user but the history" in probe.markdown
