@@ -618,8 +618,9 @@ def history_probe(dataset: str, method: str, seed: int = 0, protocol: str = "sam
                   users: int = 100, profile: str = "quick", overrides=None, swap_seed: int = 0, out=None,
                   data_root=None, log: Callable[[str], None] | None = None):
     """`bench.py history-probe`: the cell's fitted model (its saved fit, else fitted now) scores `users` of the
-    protocol's users with their own history, another probed user's, and as that user entirely (bench.probe); the
-    report is written under out/DATASET/probes. Returns a bench.probe.HistoryProbe (record, markdown, written)."""
+    protocol's users with their own history, another probed user's, as that user entirely, and with each input
+    ablation the method declares switched off (bench.probe); the report is written under out/DATASET/probes.
+    Returns a bench.probe.HistoryProbe (record, markdown, written)."""
     from bench.probe import run as run_probe, write
     _check_data_root(data_root)
     root = Path(out if out is not None else default_out())

@@ -514,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     hp = sub.add_parser("history-probe", help="does a fitted method rank through the user's history? Its saved "
                                               "fit scores a cell's users with their own history, with another "
                                               "user's, and as another user entirely (GAUC/NDCG@10 of each, the "
-                                              "score split into candidates / user id / history, paired tests)",
+                                              "score split into candidates / user id / history, paired tests; with "
+                                              "each declared input ablation off, e.g. CoLLM's collaborative slots)",
                         parents=[_dataset(required=True), _out(), _data_root()])
     hp.add_argument("--method", required=True, help="a method that reads histories (LLM, text or sequential)")
     hp.add_argument("--seed", type=int, default=0, help="the cell's seed (its fit and candidates)")

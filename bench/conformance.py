@@ -135,6 +135,24 @@ def _save_load(m: Method, data, test) -> str:
     return "the loaded fit scores the same"
 
 
+def _input_ablations(m: Method, test) -> str:
+    if not m.implements("input_ablations"):
+        return "not implemented (optional)"
+    ablations = m.input_ablations()
+    _expect(bool(ablations), "input_ablations() lists none")
+    names = [a.name for a in ablations]
+    _expect(len(set(names)) == len(names), f"input ablation names repeat: {names}")
+    before = np.asarray(m.score(test.users, test.items))
+    for a in ablations:
+        with a.off():
+            off = np.asarray(m.score(test.users, test.items))
+        _expect(off.shape == before.shape and bool(np.isfinite(off).all()),
+                f"scores with {a.name} off: shape {off.shape} or not finite")
+        np.testing.assert_allclose(np.asarray(m.score(test.users, test.items)), before, rtol=0, atol=1e-6,
+                                   err_msg=f"scores after {a.name} was switched back on differ from before")
+    return ", ".join(names) + ": scored off, and back on as before"
+
+
 def fitted_checks(name: str, params: dict, ds, log: Callable[[str], None] | None = None) -> list[Check]:
     """Fit `name` with `params` on `ds` (validation candidates as the runner gives them) and check what it does."""
     from bench.data.candidates import draw
@@ -152,12 +170,14 @@ def fitted_checks(name: str, params: dict, ds, log: Callable[[str], None] | None
         return ""
     out = [_run("fit returns self", fit)]
     if "m" not in state:
-        return out + [Check(c, False, "not run: fit failed") for c in ("score contract", "records", "save / load")]
+        return out + [Check(c, False, "not run: fit failed")
+                      for c in ("score contract", "records", "save / load", "input ablations")]
     m = state["m"]
     return out + [_run("score contract: shape, finite, batching, invariants, full ranking",
                        lambda: _score_contract(m, test, ds.n_items)),
                   _run("records: fit_info_ is JSON, device_ a string", lambda: _records(m)),
-                  _run("save / load round trip", lambda: _save_load(m, data, test))]
+                  _run("save / load round trip", lambda: _save_load(m, data, test)),
+                  _run("input ablations: off, then on as before", lambda: _input_ablations(m, test))]
 
 
 def check_method(name: str, params: dict | None = None, profile: str | None = "quick", ds=None,

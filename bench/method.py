@@ -18,7 +18,9 @@ which, and the harness asks that instead of probing attributes:
   - `save(folder)` and the classmethod `load(folder, data) -> Method`: the trained state, so a fit is reused by
     later cells (bench/fits.py); both or neither;
   - `answer_counter() -> AnswerCounter | None`: LMs that read a yes/no answer; the runner records its valid-answer
-    rate per scored protocol.
+    rate per scored protocol;
+  - `input_ablations() -> list[InputAblation]`: parts of its input a fitted method can score without (CoLLM's
+    collaborative slots); the history probe (bench/probe.py) scores each one off, to say what that part carries.
 Attributes `fit` may set (the class defaults stand otherwise):
   - `fit_info_`: what fit did (epochs, best epoch, stop reason, curves); recorded as result.json's `training`;
   - `device_`: where the fitted model runs ("cpu", "cuda"); recorded as `environment.device`.
@@ -33,14 +35,14 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, ContextManager, Mapping
 
 import numpy as np
 
 from bench.errors import MethodError
 
 PROFILES = ("quick", "paper")
-CAPABILITIES = ("score_full", "set_prompt", "save", "answer_counter")
+CAPABILITIES = ("score_full", "set_prompt", "save", "answer_counter", "input_ablations")
 DEVICE = {"pattern": (r"auto|cpu|mps|cuda(:\d+)?", "cpu, cuda, cuda:N, mps or auto")}  # metadata of `device` fields
 _REGISTRY: dict[str, type["Method"]] = {}
 
@@ -48,6 +50,15 @@ _REGISTRY: dict[str, type["Method"]] = {}
 @dataclass
 class NoParams:
     pass
+
+
+@dataclass(frozen=True)
+class InputAblation:
+    """One part of a fitted method's input that it can score without: inside `off()` it scores as if that part held
+    nothing; on leaving, it scores as before."""
+    name: str
+    description: str
+    off: Callable[[], ContextManager]
 
 
 class Method:
@@ -119,6 +130,9 @@ class Method:
     def answer_counter(self):
         """The AnswerCounter of an LM that answers yes/no, else None."""
         return None
+
+    def input_ablations(self) -> list[InputAblation]:
+        raise MethodError(f"method {self.name} declares no input ablations")
 
 
 def valid_choices(f: dataclasses.Field) -> tuple | None:

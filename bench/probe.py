@@ -9,6 +9,9 @@ A third pass scores each user's candidates as the donor, user id and history bot
 above chance comes from the candidates alone (a prior over items). So the score above chance splits into the
 candidates' prior (whole-user swap - chance), user-id features (history swap - whole-user swap) and the history
 (own - history swap).
+A method that declares input ablations (Method.input_ablations: CoLLM's collaborative slots) is also scored with each
+part off, as itself and as the donor: what the part carries, and how much of the candidates' prior reaches the scores
+through it (whole-user swap - the same with the part off) and how much without it (that - chance).
 
 The own-history pass scores the very model a cell measured (its saved fit, loaded as the runner loads it) and is
 checked user by user against the cell's committed per-user file, so the probe speaks about the published numbers."""
@@ -136,8 +139,15 @@ def run(root: Path, dataset: str, method: str, seed: int = 0, protocol: str = "s
         m.data_ = real
     whole, whole_s = timed_pass(test_c.users[donor])
     ev_own, ev_swap, ev_whole = (evaluate_sampled(scores, labels) for scores in (own, swapped, whole))
-    rho = rank_correlation(own, swapped)
     chance = chance_metrics(test_c.items.shape[1])
+    ablations, ablation_s = [], {}
+    for a in (m.input_ablations() if m.implements("input_ablations") else []):
+        with a.off():
+            (off, off_s), (whole_off, whole_off_s) = timed_pass(test_c.users), timed_pass(test_c.users[donor])
+        ablation_s[a.name] = off_s + whole_off_s
+        ablations.append(_ablation(a, evaluate_sampled(off, labels), evaluate_sampled(whole_off, labels), ev_own,
+                                   ev_whole, chance))
+    rho = rank_correlation(own, swapped)
     tests = {k: paired_test(ev_own.per_user[k], ev_swap.per_user[k]) for k in METRICS}
     id_tests = {k: paired_test(ev_swap.per_user[k], ev_whole.per_user[k]) for k in METRICS}
     split = {k: {"candidates": ev_whole.metrics[k] - chance[k],
@@ -153,6 +163,7 @@ def run(root: Path, dataset: str, method: str, seed: int = 0, protocol: str = "s
         "chance": {k: chance[k] for k in METRICS}, "tests_swapped_minus_own": tests,
         "tests_whole_user_minus_swapped": id_tests, "above_chance_from": split,
         "whole_user_vs_swapped_max_abs": float(np.abs(whole - swapped).max()),
+        "input_ablations": ablations,
         "rank_correlation": {"mean": float(np.nanmean(rho)) if np.isfinite(rho).any() else None,
                              "constant_rows": int(np.isnan(rho).sum())},
         "identical_scores": bool(np.array_equal(own, swapped)),
@@ -161,10 +172,24 @@ def run(root: Path, dataset: str, method: str, seed: int = 0, protocol: str = "s
         "provenance": {"taken": "probe start", **git},
         "environment": environment(getattr(m, "device_", "cpu"), git=provenance_git(git)),
         "timings": {"fit_s": fitted.fit["fit_s"], "load_s": fitted.fit["load_s"], "own_score_s": own_s,
-                    "swapped_score_s": swap_s, "whole_user_score_s": whole_s,
+                    "swapped_score_s": swap_s, "whole_user_score_s": whole_s, "input_ablations_score_s": ablation_s,
                     "total_s": time.perf_counter() - t_start},
     }
     return HistoryProbe(record, markdown(record))
+
+
+def _ablation(a, ev_off, ev_whole_off, ev_own, ev_whole, chance) -> dict:
+    """What one input part carries: own pass with it off, and how the candidates' prior (the whole-user pass above
+    chance) splits into what reaches the scores through that part and what does without it."""
+    from bench.report.significance import paired_test
+    return {"name": a.name, "description": a.description,
+            "own": {k: ev_off.metrics[k] for k in METRICS},
+            "whole_user": {k: ev_whole_off.metrics[k] for k in METRICS},
+            "tests_off_minus_own": {k: paired_test(ev_own.per_user[k], ev_off.per_user[k]) for k in METRICS},
+            "tests_whole_user_off_minus_whole_user": {k: paired_test(ev_whole.per_user[k], ev_whole_off.per_user[k])
+                                                      for k in METRICS},
+            "candidates_from": {k: {"through_it": ev_whole.metrics[k] - ev_whole_off.metrics[k],
+                                    "without_it": ev_whole_off.metrics[k] - chance[k]} for k in METRICS}}
 
 
 def _diff(t: dict) -> str:
@@ -211,7 +236,26 @@ def markdown(r: dict) -> str:
               "(differences of the pass means; the tests above say which parts are more than noise).",
               f"- Fit: {'loaded from ' + r['fit_reused_from'] if r['fit_reused_from'] else 'fitted by the probe'}; "
               f"commit {r['provenance'].get('commit')} (dirty {r['provenance'].get('dirty')})."]
+    for a in r.get("input_ablations", []):
+        lines += _ablation_lines(a, r["above_chance_from"]["gauc"]["candidates"])
     return "\n".join(lines) + "\n"
+
+
+def _ablation_lines(a: dict, candidates_gauc: float) -> list[str]:
+    g, c = a["tests_off_minus_own"]["gauc"], a["candidates_from"]["gauc"]
+    lines = ["", f"## Input ablation `{a['name']}`", "", f"{a['description']}.", "",
+             "| pass | " + " | ".join(k.upper() for k in METRICS) + " |", "|---|" + "---|" * len(METRICS),
+             f"| own history, {a['name']} off |" + "".join(f" {a['own'][k]:.4f} |" for k in METRICS),
+             f"| whole user swapped, {a['name']} off |" + "".join(f" {a['whole_user'][k]:.4f} |" for k in METRICS),
+             "| own: off - on |" + "".join(_diff(a["tests_off_minus_own"][k]) for k in METRICS),
+             "| whole user: off - on |" + "".join(_diff(a["tests_whole_user_off_minus_whole_user"][k])
+                                                   for k in METRICS),
+             "",
+             f"- Reading: switching {a['name']} off moves own GAUC by {g['diff']:+.4f} (Wilcoxon p "
+             f"{g['wilcoxon_p']:.2g}).",
+             f"- The candidates' GAUC prior, {candidates_gauc:+.4f} = through {a['name']} {c['through_it']:+.4f} + "
+             f"without it {c['without_it']:+.4f}."]
+    return lines
 
 
 def write(probe: HistoryProbe, root: Path) -> list[Path]:

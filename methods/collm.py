@@ -10,6 +10,7 @@ Both stages and scoring run on the shared LM layer (bench/lm/): one truncation r
 the candidate's title and its <item> slot are never cut), packed prefix-shared forward passes, one fine-tuning loop."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bench.lm.method import LoRAYesNo
 from bench.lm.params import LMParams
 from bench.lm.prompts import Encoded, PromptBuilder, Template, template_ids
 from bench.lm.samples import make_groups
+from bench.method import InputAblation
 
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
 
@@ -128,6 +130,20 @@ class CoLLM(LoRAYesNo):
     def set_prompt(self, template: Template, style: dict | None = None) -> None:
         """Score with another template (robustness suite), its collaborative slots added as in training."""
         super().set_prompt(with_slots(template), style)
+
+    # ---- the history probe's ablation ----
+    @contextlib.contextmanager
+    def _collaborative_off(self):
+        before, self.with_cf_ = self.with_cf_, False
+        try:
+            yield
+        finally:
+            self.with_cf_ = before
+
+    def input_ablations(self) -> list[InputAblation]:
+        # zero slots are what stage 1 trained on and the LoRA is frozen in stage 2, so this is the stage-1 model itself
+        return [InputAblation("collaborative-slots", "The `<user>` and `<item>` slots hold zero vectors: the stage-1 model, "
+                              "reading the prompt's titles alone", self._collaborative_off)]
 
     # ---- fit ----
     def _setup(self, data) -> None:

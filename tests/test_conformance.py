@@ -47,7 +47,8 @@ def test_class_contract(name):
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_fitted_contract(name, tiny_ds):
-    """Fit on the tiny slice; score shape, finiteness, batching, invariants, full ranking, records, save / load."""
+    """Fit on the tiny slice; score shape, finiteness, batching, invariants, full ranking, records, save / load,
+    input ablations."""
     checks = fitted_checks(name, TINY[name], tiny_ds)
     assert all(c.ok for c in checks), [f"{c.name}: {c.detail}" for c in checks if not c.ok]
 
@@ -74,6 +75,33 @@ def test_the_checks_catch_a_broken_method(tiny_ds):
         assert fitted["fit returns self"] is False
     finally:
         _REGISTRY.pop("broken-pop")
+
+
+def test_an_input_ablation_that_does_not_switch_back_is_caught(tiny_ds):
+    import contextlib
+    from bench.method import InputAblation
+    from methods.pop import Pop
+
+    class Sticky(Pop):
+        name = "sticky-pop"
+        description = "a test double: its ablation leaves the counts zeroed"
+
+        @contextlib.contextmanager
+        def _off(self):
+            self.counts_ = self.counts_ * 0
+            yield
+
+        def input_ablations(self):
+            return [InputAblation("counts", "popularity counts zeroed", self._off)]
+
+    cls = register(Sticky)
+    try:
+        fitted = {c.name: c for c in fitted_checks("sticky-pop", {}, tiny_ds)}
+        check = fitted["input ablations: off, then on as before"]
+        assert not check.ok and "switched back on differ" in check.detail
+        assert fitted["score contract: shape, finite, batching, invariants, full ranking"].ok
+    finally:
+        _REGISTRY.pop("sticky-pop")
 
 
 def test_learned_methods_beat_random(ml100k):

@@ -50,6 +50,7 @@ def test_mf_ignores_the_history_and_its_committed_cell_is_reproduced(tmp_path, t
     assert r["whole_user_vs_swapped_max_abs"] > 0 and a["history"] == 0.0
     assert "it reads more of a user than the history" in probe.markdown
     assert a["candidates"] + a["user_features"] == pytest.approx(r["own"]["gauc"] - r["chance"]["gauc"])
+    assert r["input_ablations"] == [] and "Input ablation" not in probe.markdown  # BPR declares none
     json_path, md_path = write(probe, tmp_path)
     assert json_path.parent == tmp_path / r["dataset"] / "probes" and md_path.read_text() == probe.markdown
 
@@ -87,3 +88,19 @@ def test_an_lm_recommender_reads_nothing_of_a_user_but_the_history(tmp_path, tin
     r = probe.record
     assert not r["identical_scores"] and r["whole_user_vs_swapped_max_abs"] <= ROUNDING
     assert "reads nothing of a user but the history" in probe.markdown
+
+
+def test_collm_is_also_scored_with_its_collaborative_slots_off(tmp_path, tiny_name):
+    from tests.tiny_lm import TINY_LM
+    overrides = dict(TINY_LM, cf_epochs=2, cf_embedding_size=8, mlp_hidden=16, max_length=96, valid_users=0)
+    probe = run(tmp_path, tiny_name, "collm", protocol=PROTOCOL.tag, users=20, overrides=overrides,
+                log=lambda m: None)
+    r = probe.record
+    (a,) = r["input_ablations"]
+    assert a["name"] == "collaborative-slots" and set(a["own"]) == set(a["whole_user"]) == {"gauc", "ndcg@10"}
+    for k in ("gauc", "ndcg@10"):  # the candidates' prior splits exactly into through the slots + without them
+        c = a["candidates_from"][k]
+        assert c["through_it"] + c["without_it"] == pytest.approx(r["above_chance_from"][k]["candidates"])
+        assert a["tests_off_minus_own"][k]["diff"] == pytest.approx(a["own"][k] - r["own"][k])
+    assert "Input ablation `collaborative-slots`" in probe.markdown and "through collaborative-slots" in probe.markdown
+    assert set(r["timings"]["input_ablations_score_s"]) == {"collaborative-slots"}

@@ -71,6 +71,17 @@ def test_collm_two_stages_slots_and_packed_scoring(tiny_ds):
     before = m.score(test.users[:2], test.items[:2])
     m.user_emb_ = m.user_emb_.roll(1, 0)
     assert not np.allclose(m.score(test.users[:2], test.items[:2]), before)
+    # the probe's ablation scores with zero slots, as a zero mapper does, and leaves the trained state as it was
+    (off_switch,) = m.input_ablations()
+    on = m.score(test.users[:2], test.items[:2])
+    with off_switch.off():
+        off = m.score(test.users[:2], test.items[:2])
+    np.testing.assert_array_equal(m.score(test.users[:2], test.items[:2]), on)
+    assert not np.allclose(off, on)
+    with torch.no_grad():
+        m.mapper_[-1].weight.zero_()
+        m.mapper_[-1].bias.zero_()
+    np.testing.assert_allclose(m.score(test.users[:2], test.items[:2]), off, atol=1e-6)
     # stage 2 starts from the stage-1 model: a fresh mapper writes exactly zero into the slots
     fresh = get_method("collm")(**{**TINY_LM, "cf_embedding_size": 8, "mlp_hidden": 16})
     fresh._setup(data)

@@ -67,6 +67,7 @@ def test_capabilities_are_declared_not_probed():
     assert implements["sasrec"] == {"score_full"} and implements["ctrl"] == {"score_full"}
     assert {"set_prompt", "save", "answer_counter"} <= implements["tallrec"]
     assert {"set_prompt", "save"} <= implements["ganprompt-plain"] and "set_prompt" not in implements["p5"]
+    assert [n for n in available() if "input_ablations" in implements[n]] == ["collm"]
     for name in available():
         assert get_method(name).supports_full == ("score_full" in implements[name]), name
     with pytest.raises(MethodError, match="unknown capability"):
