@@ -142,8 +142,8 @@ class CoLLM(LoRAYesNo):
 
     def input_ablations(self) -> list[InputAblation]:
         # zero slots are what stage 1 trained on and the LoRA is frozen in stage 2, so this is the stage-1 model itself
-        return [InputAblation("collaborative-slots", "The `<user>` and `<item>` slots hold zero vectors: the stage-1 model, "
-                              "reading the prompt's titles alone", self._collaborative_off)]
+        return [InputAblation("collaborative-slots", "The `<user>` and `<item>` slots hold zero vectors: the stage-1 "
+                              "model, reading the prompt's titles alone", self._collaborative_off)]
 
     # ---- fit ----
     def _setup(self, data) -> None:
