@@ -47,7 +47,7 @@ def clean_registries(monkeypatch):
 
 def test_included_method_runs_passes_check_method_and_enters_the_leaderboard(tmp_path):
     r = cli("check-method", "cooc", "--include", str(EXAMPLE))
-    assert r.returncode == 0 and "check-method cooc: all 9 checks pass" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "check-method cooc: all 10 checks pass" in r.stdout, r.stdout + r.stderr
     r = cli("run", "--include", str(EXAMPLE), "--methods", "pop,cooc", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "done ml-100k cooc seed 0 sampled-uniform-n99" in r.stderr
@@ -66,7 +66,7 @@ def test_entry_point_method_is_found_without_include(tmp_path):
     r = cli("methods", env_path=path)
     assert r.returncode == 0 and "| cooc" in r.stdout, r.stderr
     r = cli("check-method", "cooc", "--set", "cooc.window=2", env_path=path)
-    assert r.returncode == 0 and "all 9 checks pass" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "all 10 checks pass" in r.stdout, r.stdout + r.stderr
     r = cli("run", "--methods", "cooc,random", "--protocol", "full", "--users", "100", "--out", str(tmp_path / "o"),
             env_path=path)
     assert r.returncode == 0, r.stderr
