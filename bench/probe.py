@@ -192,8 +192,17 @@ def _ablation(a, ev_off, ev_whole_off, ev_own, ev_whole, chance) -> dict:
                                     "without_it": ev_whole_off.metrics[k] - chance[k]} for k in METRICS}}
 
 
-def _diff(t: dict) -> str:
-    return f" {t['diff']:+.4f} [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}], Wilcoxon p {t['wilcoxon_p']:.2g} |"
+def _table_head() -> list[str]:
+    return ["| pass | " + " | ".join(k.upper() for k in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+
+
+def _means_row(label: str, means: dict) -> str:
+    return f"| {label} |" + "".join(f" {means[k]:.4f} |" for k in METRICS)
+
+
+def _tests_row(label: str, tests: dict) -> str:
+    return f"| {label} |" + "".join(f" {t['diff']:+.4f} [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}], Wilcoxon p "
+                                    f"{t['wilcoxon_p']:.2g} |" for t in (tests[k] for k in METRICS))
 
 
 def markdown(r: dict) -> str:
@@ -203,14 +212,12 @@ def markdown(r: dict) -> str:
              "Each user keeps their candidates but the method reads another probed user's history (a seeded "
              "derangement). A ranking that comes from the history falls toward chance; one from the candidates alone "
              "does not move. The whole-user pass scores the candidates as the donor, user id and history both: what "
-             "it keeps above chance is a prior over the candidates themselves.", "",
-             "| pass | " + " | ".join(k.upper() for k in METRICS) + " |",
-             "|---|" + "---|" * len(METRICS)]
+             "it keeps above chance is a prior over the candidates themselves.", "", *_table_head()]
     for key, name in (("own", "own history"), ("swapped", "swapped history"),
                       ("whole_user", "whole user swapped (id and history)"), ("chance", "chance")):
-        lines.append(f"| {name} |" + "".join(f" {r[key][k]:.4f} |" for k in METRICS))
-    lines.append("| swapped - own |" + "".join(_diff(r["tests_swapped_minus_own"][k]) for k in METRICS))
-    lines.append("| whole user - swapped |" + "".join(_diff(r["tests_whole_user_minus_swapped"][k]) for k in METRICS))
+        lines.append(_means_row(name, r[key]))
+    lines.append(_tests_row("swapped - own", r["tests_swapped_minus_own"]))
+    lines.append(_tests_row("whole user - swapped", r["tests_whole_user_minus_swapped"]))
     rc, gap = r["rank_correlation"], r["whole_user_vs_swapped_max_abs"]
     lines += ["", f"- Per-user Spearman between own- and swapped-history scores: mean "
                   f"{rc['mean']:.3f}" if rc["mean"] is not None else "- Every user's scores are constant.",
@@ -243,13 +250,11 @@ def markdown(r: dict) -> str:
 
 def _ablation_lines(a: dict, candidates_gauc: float) -> list[str]:
     g, c = a["tests_off_minus_own"]["gauc"], a["candidates_from"]["gauc"]
-    lines = ["", f"## Input ablation `{a['name']}`", "", f"{a['description']}.", "",
-             "| pass | " + " | ".join(k.upper() for k in METRICS) + " |", "|---|" + "---|" * len(METRICS),
-             f"| own history, {a['name']} off |" + "".join(f" {a['own'][k]:.4f} |" for k in METRICS),
-             f"| whole user swapped, {a['name']} off |" + "".join(f" {a['whole_user'][k]:.4f} |" for k in METRICS),
-             "| own: off - on |" + "".join(_diff(a["tests_off_minus_own"][k]) for k in METRICS),
-             "| whole user: off - on |" + "".join(_diff(a["tests_whole_user_off_minus_whole_user"][k])
-                                                   for k in METRICS),
+    lines = ["", f"## Input ablation `{a['name']}`", "", f"{a['description']}.", "", *_table_head(),
+             _means_row(f"own history, {a['name']} off", a["own"]),
+             _means_row(f"whole user swapped, {a['name']} off", a["whole_user"]),
+             _tests_row("own: off - on", a["tests_off_minus_own"]),
+             _tests_row("whole user: off - on", a["tests_whole_user_off_minus_whole_user"]),
              "",
              f"- Reading: switching {a['name']} off moves own GAUC by {g['diff']:+.4f} (Wilcoxon p "
              f"{g['wilcoxon_p']:.2g}).",
