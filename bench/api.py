@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.protocol import Protocol, parse_protocols
+from bench.protocol import Protocol, ProtocolError, parse_protocols
 
 RESULTS_ENV = "LLMREC_RESULTS"
 
@@ -527,8 +527,28 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
         result = _run_grid(dataset, methods, seeds, protocol.tag, "uniform", negatives, users, profile, overrides,
                            root, data_root, force, executor, ray_address, on_plan=on_plan, **callbacks)
     name = _dataset_name(dataset)
-    md, df = side_by_side(root, name, table, protocol.tag, profile, parse_overrides(overrides, methods))
+    try:
+        md, df = side_by_side(root, name, table, protocol.tag, profile, parse_overrides(overrides, methods))
+    except BenchError as e:
+        raise BenchError(f"{e}{_stored_renders_hint(root, table)}") from None
     return Reproduction(md, df, protocol.tag, save(root, name, table, protocol.tag, md, df), result)
+
+
+def _stored_renders_hint(root: Path, table: str) -> str:
+    """The flags that would render a paper table from what `root` already holds (its sampled-uniform protocols on
+    the table's datasets), for the error of a `--no-run` that finds nothing under the defaults."""
+    flags = []
+    for ds in (table, f"{table}-5core"):
+        base = root / ds
+        for tag in sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+            try:
+                proto = Protocol.from_tag(tag)
+            except ProtocolError:
+                continue
+            if proto.mode == "sampled" and proto.sampler == "uniform":
+                flags.append(f"--dataset {ds} --negatives {proto.n_negatives}"
+                             + (f" --users {proto.max_users}" if proto.max_users else ""))
+    return f"; {root} holds results for: " + " | ".join(flags) if flags else ""
 
 
 # ------------------------------------------------------------------------------------------ listings and checks

@@ -34,6 +34,17 @@ def test_the_example_trains_two_methods_and_reports_through_the_api_alone(tmp_pa
         api.reproduce("beauty", dataset="ml-100k", run=False, out=tmp_path)
 
 
+def test_reproduce_without_results_names_the_stored_protocols_that_would_render(tmp_path):
+    for folder in ("sampled-uniform-n99", "sampled-uniform-n99-u300", "full", "probes"):
+        (tmp_path / "toys-5core" / folder).mkdir(parents=True)
+    with pytest.raises(BenchError) as err:
+        api.reproduce("toys", run=False, out=tmp_path)
+    message = str(err.value)
+    assert "no results for dataset 'toys', protocol 'sampled-uniform-n19-u300'" in message
+    assert message.endswith("holds results for: --dataset toys-5core --negatives 99 | "
+                            "--dataset toys-5core --negatives 99 --users 300")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"methods": "pop", "overrides": {"sasrec": {"epochs": 1}}}, "not in methods"),
     ({"methods": "sasrec", "overrides": {"sasrec": {"epochs": "five"}}}, "epochs='five': expected int"),
