@@ -527,9 +527,10 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
         result = _run_grid(dataset, methods, seeds, protocol.tag, "uniform", negatives, users, profile, overrides,
                            root, data_root, force, executor, ray_address, on_plan=on_plan, **callbacks)
     name = _dataset_name(dataset)
+    parsed = parse_overrides(overrides, methods)
     try:
-        md, df = side_by_side(root, name, table, protocol.tag, profile, parse_overrides(overrides, methods))
-    except BenchError as e:
+        md, df = side_by_side(root, name, table, protocol.tag, profile, parsed)
+    except BenchError as e:  # nothing stored under this protocol: say which flags would render what is
         raise BenchError(f"{e}{_stored_renders_hint(root, table)}") from None
     return Reproduction(md, df, protocol.tag, save(root, name, table, protocol.tag, md, df), result)
 
