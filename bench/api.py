@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.protocol import Protocol, ProtocolError, parse_protocols
+from bench.protocol import Protocol, parse_protocols
 
 RESULTS_ENV = "LLMREC_RESULTS"
 
@@ -538,14 +538,10 @@ def reproduce(table: str, dataset: str | None = None, methods=None, seeds=0, neg
 def _stored_renders_hint(root: Path, table: str) -> str:
     """The flags that would render a paper table from what `root` already holds (its sampled-uniform protocols on
     the table's datasets), for the error of a `--no-run` that finds nothing under the defaults."""
+    from bench.results import protocol_folders
     flags = []
     for ds in (table, f"{table}-5core"):
-        base = root / ds
-        for tag in sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
-            try:
-                proto = Protocol.from_tag(tag)
-            except ProtocolError:
-                continue
+        for _, proto in protocol_folders(root, ds):
             if proto.mode == "sampled" and proto.sampler == "uniform":
                 flags.append(f"--dataset {ds} --negatives {proto.n_negatives}"
                              + (f" --users {proto.max_users}" if proto.max_users else ""))

@@ -273,6 +273,19 @@ def iter_results(root: Path, dataset: str | None = None) -> Iterator[tuple[Path,
             continue
 
 
+def protocol_folders(root: Path, dataset: str) -> Iterator[tuple[Path, Protocol]]:
+    """The protocol folders of `dataset` under a results root, sorted, each with its parsed protocol (candidates/,
+    fits/, probes/, robustness/ ... hold no cells of a protocol and are skipped)."""
+    base = Path(root) / dataset
+    if not base.is_dir():
+        return
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        try:
+            yield folder, Protocol.from_tag(folder.name)
+        except BenchError:
+            continue
+
+
 def recompute_metrics(folder: Path, source: str = "auto") -> dict:
     """Recompute every metric from a per-user file alone (what a reader of the results can do). source: "npz" (the
     local file with scores: every metric), "compact" (the committed per_user.csv.gz: every metric but pooled AUC,

@@ -16,7 +16,7 @@ from bench.io import write_text
 from bench.protocol import Protocol
 from bench.report.labels import KIND_ORDER, header
 from bench.report.significance import compare_metrics
-from bench.results import iter_results, method_labels, stages_kept_at_start
+from bench.results import iter_results, method_labels, protocol_folders, stages_kept_at_start
 
 BUDGET_MARK = " (budget-stopped)"
 KEPT_MARK = " (stage kept at step 0)"
@@ -240,14 +240,9 @@ def run_elsewhere(root: Path, dataset: str, protocol: str, present: set[str]) ->
     ranking is a pointwise pass over every item and was run under the sampled protocols only), so that a reader of
     one table knows a row is missing rather than never run."""
     out: dict[str, list[str]] = {}
-    base = Path(root) / dataset
-    if not base.is_dir():
-        return out
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and p.name != protocol):
-        try:
-            Protocol.from_tag(folder.name)
-        except BenchError:
-            continue  # candidates/, fits/, robustness/ ... hold no leaderboard rows
+    for folder, _ in protocol_folders(root, dataset):
+        if folder.name == protocol:
+            continue
         for method_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
             if method_dir.name not in present and next(method_dir.glob("*/seed*/result.json"), None):
                 out.setdefault(method_dir.name, []).append(folder.name)
