@@ -135,6 +135,26 @@ class Method:
         raise MethodError(f"method {self.name} declares no input ablations")
 
 
+class FixedParams:
+    """Mixin for a named configuration of a registered method (an ablation or a control), e.g.
+    `class NoGAN(FixedParams, GANPrompt)` with `fixed = {"adversarial": "off"}`: the `fixed` params are set, a
+    different value for one of them is an error, and the base's profiles apply without them (a profile's budget for
+    a stage the variant drops does not clash with the drop)."""
+    fixed: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.profiles = {name: {k: v for k, v in prof.items() if k not in cls.fixed}
+                        for name, prof in cls.profiles.items()}
+
+    def __init__(self, **params: Any) -> None:
+        clash = sorted(k for k in set(params) & set(self.fixed) if params[k] != self.fixed[k])
+        if clash:
+            raise MethodError(f"method {self.name}: {', '.join(clash)} is fixed by this configuration "
+                              f"({', '.join(f'{k}={self.fixed[k]!r}' for k in clash)})")
+        super().__init__(**{**self.fixed, **params})
+
+
 def valid_choices(f: dataclasses.Field) -> tuple | None:
     """The values a Params field may take, where its metadata lists them (a tuple, or a function returning one)."""
     choices = f.metadata.get("choices")

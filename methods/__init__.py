@@ -3,7 +3,7 @@ from bench.method import register
 from methods.bert4rec import BERT4Rec
 from methods.bpr import BPR
 from methods.caser import Caser
-from methods.collm import CoLLM
+from methods.collm import CoLLM, CoLLMStage1
 from methods.ctrl import CTRL
 from methods.din import DIN
 from methods.ganprompt import ALL as GANPROMPT_METHODS
@@ -20,5 +20,5 @@ from methods.textsim import TextSim, TextSimLLMInput
 from methods.sasrec import SASRec
 
 for _cls in (RandomScores, Pop, TextSim, TextSimLLMInput, ItemKNN, BPR, LightGCN, GRU4Rec, Caser, SASRec, BERT4Rec, HGN,
-             DIN, S3Rec, *GANPROMPT_METHODS, TALLRec, CTRL, P5, CoLLM):
+             DIN, S3Rec, *GANPROMPT_METHODS, TALLRec, CTRL, P5, CoLLM, CoLLMStage1):
     register(_cls)

@@ -25,7 +25,7 @@ from bench.lm.method import LoRAYesNo
 from bench.lm.params import LMParams
 from bench.lm.prompts import Encoded, PromptBuilder, Template, template_ids
 from bench.lm.samples import make_groups
-from bench.method import InputAblation
+from bench.method import FixedParams, InputAblation, Method
 
 USER_SLOT, ITEM_SLOT = "<user>", "<item>"
 
@@ -185,6 +185,11 @@ class CoLLM(LoRAYesNo):
         info["timings_s"]["stage1_lora"] = time.perf_counter() - t0
         for q in lora:
             q.requires_grad_(False)
+        if p.stage2_epochs == 0:  # collm-stage1: the stage-1 model (zero slots); no step to validate
+            info["stage2"] = "skipped: stage2_epochs is 0"
+            info["prompts"] = dict(self.engine_.stats)
+            self.fit_info_ = info
+            return self
         self.with_cf_ = True
         t0 = time.perf_counter()
         info["stage2"] = finetune(self.engine_, list(self.mapper_.parameters()), groups, self._prompts_of, data,
@@ -213,3 +218,19 @@ class CoLLM(LoRAYesNo):
         m.mapper_.eval()
         m.with_cf_ = True
         return m
+
+
+class CoLLMStage1(FixedParams, CoLLM):
+    """CoLLM without its collaborative stage: after the same BPR fit and the same stage 1 (so seed for seed, the
+    model CoLLM's stage 2 starts from), the `<user>`/`<item>` slots stay zero. Paired with `collm` at one seed, the
+    difference is what the mapper adds; paired with `tallrec`, what CoLLM's prompt and budget change."""
+    name = "collm-stage1"
+    description = ("CoLLM ablation: no stage 2 (the mapper is not trained, the collaborative slots hold zero "
+                   "vectors); the TALLRec-style stage-1 LoRA model on CoLLM's prompt")
+    fixed = {"stage2_epochs": 0}
+    input_ablations = Method.input_ablations  # its slots are already zero: nothing to switch off
+
+    @classmethod
+    def ignored_params(cls, params: dict) -> set[str]:
+        """The mapper's size and learning rate; the BPR fit still runs, for the same random state as collm's."""
+        return {"stage2_lr", "mlp_hidden"}

@@ -30,7 +30,7 @@ for _name in ("ganprompt", "ganprompt-noattr", "ganprompt-nogan", "ganprompt-nod
 TINY["tallrec"] = dict(TINY_LM, valid_users=0)
 TINY["textsim"] = TINY["textsim-llm-input"] = {"encoder": "tiny-encoder"}
 TINY["p5"] = {"t5": "tiny-t5", "train_samples": 16, "epochs": 1, "batch_size": 8, "valid_users": 4, "history_len": 4}
-TINY["collm"] = dict(TINY_LM, cf_epochs=2, cf_embedding_size=8, mlp_hidden=16, max_length=96)
+TINY["collm"] = TINY["collm-stage1"] = dict(TINY_LM, cf_epochs=2, cf_embedding_size=8, mlp_hidden=16, max_length=96)
 TINY["ctrl"] = {"text_encoder": "tiny-encoder", "align_pairs": 200, "align_epochs": 1, "epochs": 2, "batch_size": 64}
 
 

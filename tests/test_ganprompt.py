@@ -176,7 +176,7 @@ def test_ablations_fix_their_setting():
     from bench.errors import MethodError
     assert get_method("ganprompt-nodiv")().params.lambda_div == 0.0
     assert get_method("ganprompt-nogan")().params.adversarial == "off"
-    with pytest.raises(MethodError, match="fixed by this ablation"):
+    with pytest.raises(MethodError, match="adversarial is fixed by this configuration"):
         get_method("ganprompt-nogan")(adversarial="minimax")
 
 

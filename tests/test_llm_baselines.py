@@ -96,3 +96,29 @@ def test_p5_validation_users_are_drawn_once(tiny_ds, monkeypatch):
                                                                          original(self, users, c, split))[1])
     P5(t5="tiny-t5", train_samples=8, epochs=3, batch_size=8, valid_users=4, history_len=4, patience=10).fit(data)
     assert len(seen) == 3 and len(set(seen)) == 1
+
+
+def test_collm_stage1_is_collms_own_stage1_model(tiny_ds):
+    """The ablation trains what collm trains before its mapper, seed for seed: the same stage-1 curve, and test scores
+    equal to collm's with its collaborative slots off."""
+    import pytest
+    from bench.errors import MethodError
+    from tests.tiny_lm import TINY_LM
+    params = {**TINY_LM, "cf_epochs": 2, "cf_embedding_size": 8, "mlp_hidden": 16, "max_length": 96}
+    fits = {}
+    for name in ("collm", "collm-stage1"):
+        data = FitData.from_dataset(tiny_ds, valid_candidates=draw(tiny_ds, "valid", 10, "uniform", 0), seed=0)
+        fits[name] = get_method(name)(**params).fit(data)
+    full, stage1 = fits["collm"], fits["collm-stage1"]
+    assert stage1.fit_info_["stage1"]["curve"] == full.fit_info_["stage1"]["curve"]
+    assert stage1.fit_info_["stage2"].startswith("skipped") and full.fit_info_["stage2"]["steps"] > 0
+    test = draw(tiny_ds, "test", 10, "uniform", 0)
+    (off_switch,) = full.input_ablations()
+    with off_switch.off():
+        np.testing.assert_array_equal(stage1.score(test.users[:3], test.items[:3]),
+                                      full.score(test.users[:3], test.items[:3]))
+    # the profiles apply without the fixed stage-2 budget; asking for a stage 2 names the clash
+    assert get_method("collm-stage1").from_profile("quick").params.stage2_epochs == 0
+    assert not get_method("collm-stage1").implements("input_ablations")
+    with pytest.raises(MethodError, match=r"collm-stage1: stage2_epochs is fixed by this configuration \(stage2_epochs=0\)"):
+        get_method("collm-stage1").from_profile("quick", stage2_epochs=2)

@@ -1,16 +1,10 @@
 """GANPrompt and its ablations as registered methods (named configurations of one implementation)."""
+from bench.method import FixedParams
 from methods.ganprompt.method import GANPrompt, GANPromptParams
 
 
-class _Ablation(GANPrompt):
-    fixed: dict = {}
-
-    def __init__(self, **params):
-        clash = sorted(k for k in set(params) & set(self.fixed) if params[k] != self.fixed[k])
-        if clash:
-            from bench.errors import MethodError
-            raise MethodError(f"method {self.name}: {', '.join(clash)} is fixed by this ablation")
-        super().__init__(**{**self.fixed, **params})
+class _Ablation(FixedParams, GANPrompt):
+    pass
 
 
 class GANPromptNoAttributes(_Ablation):
