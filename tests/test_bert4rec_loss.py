@@ -3,11 +3,11 @@ gradients as RecBole's own calculate_loss, which also scores the empty mask slot
 import itertools
 
 import pytest
-import torch
 
 from bench.data.candidates import draw
 from bench.data.view import FitData
 from bench.method import get_method
+from tests.same_loss import assert_same_loss_and_grads
 
 
 @pytest.mark.parametrize("max_len", [10, 50])
@@ -24,16 +24,6 @@ def test_masked_rows_loss_and_gradients_equal_recboles(tiny_ds, max_len):
         empty_slots = 0
         for batch in itertools.islice(iter(loader), 4):
             empty_slots += int((batch[model.MASK_INDEX] == 0).sum())
-            grads = []
-            for loss_fn in (model.calculate_loss, lambda b: RecBoleBERT4Rec.calculate_loss(model, b)):
-                model.zero_grad()
-                loss = loss_fn(batch)
-                loss.backward()
-                grads.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
-                                              if p.grad is not None}))
-            (ours, g_ours), (theirs, g_theirs) = grads
-            assert torch.isfinite(ours) and ours == pytest.approx(float(theirs), rel=1e-5)
-            assert g_ours.keys() == g_theirs.keys()
-            for k in g_ours:
-                torch.testing.assert_close(g_ours[k], g_theirs[k], rtol=1e-4, atol=1e-6, msg=k)
+            assert_same_loss_and_grads(model, model.calculate_loss, lambda b: RecBoleBERT4Rec.calculate_loss(model, b),
+                                       batch)
         assert empty_slots > 0, "the batches must hold empty mask slots, or the test shows nothing"

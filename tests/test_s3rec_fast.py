@@ -12,6 +12,7 @@ from scipy.stats import chi2_contingency
 from bench.data.candidates import draw
 from bench.data.view import FitData
 from bench.method import get_method
+from tests.same_loss import assert_same_loss_and_grads
 
 SMALL = {"epochs": 1, "train_batch_size": 32, "hidden_size": 16, "inner_size": 32, "n_layers": 1,
          "MAX_ITEM_LIST_LENGTH": 20}
@@ -120,18 +121,7 @@ def test_pretrain_loss_and_gradients_equal_recboles(pretrain_model):
             inputs = model.reconstruct_pretrain_data(seq, lens)
             narrow += sum(len(rows) for rows, w in model.width_groups((inputs[1] != 0).sum(1), seq.size(1))
                           if w < seq.size(1))
-            grads = []
-            for loss_fn in (model.pretrain, lambda *x: RecBoleS3Rec.pretrain(model, *x)):
-                model.zero_grad()
-                loss = loss_fn(*inputs)
-                loss.backward()
-                grads.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
-                                              if p.grad is not None}))
-            (ours, g_ours), (theirs, g_theirs) = grads
-            assert torch.isfinite(ours) and ours == pytest.approx(float(theirs), rel=1e-5)
-            assert g_ours.keys() == g_theirs.keys()
-            for k in g_ours:
-                torch.testing.assert_close(g_ours[k], g_theirs[k], rtol=1e-4, atol=1e-5, msg=k)
+            assert_same_loss_and_grads(model, model.pretrain, lambda *x: RecBoleS3Rec.pretrain(model, *x), *inputs)
     finally:
         model.train()
     assert narrow > 0, "some rows must be encoded on fewer columns, or the narrowing is not tested"
@@ -157,16 +147,6 @@ def test_finetune_loss_and_gradients_equal_recboles(tiny_ds, tmp_path):
                 lengths = batch[model.ITEM_SEQ_LEN]
                 narrow += sum(len(r) for r, w in model.width_groups(lengths, SMALL["MAX_ITEM_LIST_LENGTH"])
                               if w < SMALL["MAX_ITEM_LIST_LENGTH"])
-                grads = []
-                for loss_fn in (model.calculate_loss, lambda b: RecBoleS3Rec.calculate_loss(model, b)):
-                    model.zero_grad()
-                    loss = loss_fn(batch)
-                    loss.backward()
-                    grads.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
-                                                  if p.grad is not None}))
-                (ours, g_ours), (theirs, g_theirs) = grads
-                assert torch.isfinite(ours) and ours == pytest.approx(float(theirs), rel=1e-5)
-                assert g_ours.keys() == g_theirs.keys()
-                for k in g_ours:
-                    torch.testing.assert_close(g_ours[k], g_theirs[k], rtol=1e-4, atol=1e-5, msg=k)
+                assert_same_loss_and_grads(model, model.calculate_loss,
+                                           lambda b: RecBoleS3Rec.calculate_loss(model, b), batch)
     assert narrow > 0, "some rows must be encoded on fewer columns, or the narrowing is not tested"
