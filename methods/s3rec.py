@@ -17,8 +17,9 @@ The model is RecBole's, trained faster (`FastS3Rec`; scoring and the state dict 
   multiplying the padding by 0; on `beauty-5core` 83% of the slots are padding. Here each row is encoded on the slots
   its history fills (rounded up to a power of two: attention masks the padding out, so the kept slots come out the
   same) and each loss is summed over the slots RecBole's masks keep, in both stages: the same losses and gradients
-  to float rounding (tests). `benchmarks/s3rec_speed.py`, one core under load: beauty-5core pre-training 5.7x
-  (50 -> 9 min an epoch), fine-tuning 2.4x (8.4 -> 3.5 min); ml-100k (long histories, 19 attributes) 1.4x and 1.3x."""
+  to float rounding (tests). `benchmarks/s3rec_speed.py` per batch, one core beside two other jobs: beauty-5core
+  pre-training 5.7x, fine-tuning 2.4x; ml-100k (long histories, 19 attributes) 1.4x and 1.3x. A beauty-5core fit
+  on one core beside one other job: pre-training epochs of about 3 minutes, fine-tuning epochs of about 1."""
 from __future__ import annotations
 
 import functools
