@@ -1,6 +1,6 @@
-"""methods/s3rec.py pre-trains RecBole's S3Rec on batches drawn with tensor operations and sums its four losses over
-the slots that enter them, each row encoded on the columns its history fills: the batches have RecBole's structure and frequencies, and on the same batch the loss and
-its gradients are RecBole's."""
+"""methods/s3rec.py trains RecBole's S3Rec on pre-training batches drawn with tensor operations, each row encoded on
+the columns its history fills and each loss summed over the slots that enter it: the batches have RecBole's structure
+and frequencies, and on the same batch the losses of both stages and their gradients are RecBole's."""
 import itertools
 import random
 
@@ -37,7 +37,7 @@ def recboles(model, seq, lens):
     return RecBoleS3Rec.reconstruct_pretrain_data(model, seq, lens)
 
 
-def segments(model, out, seq, lens):
+def check_batch(model, out, seq, lens):
     """Check one batch against RecBole's rules; return each row's (segment length, start) for rows of 2+ items."""
     features, masked, pos, neg, mseg, pseg, nseg = out
     width, mask = seq.size(1), model.mask_token
@@ -81,7 +81,7 @@ def test_batches_have_recboles_structure_and_frequencies(pretrain_model):
         for _ in range(20):
             for fn, acc in ((model.reconstruct_pretrain_data, ours), (lambda s, n: recboles(model, s, n), theirs)):
                 out = fn(seq, lens)
-                acc["seg"] += segments(model, out, seq, lens)
+                acc["seg"] += check_batch(model, out, seq, lens)
                 acc["masked"].append(float((out[1] == model.mask_token).sum() / lens.sum()))
                 acc["neg"] += out[3][out[1] == model.mask_token].tolist()
         a, b = model.reconstruct_pretrain_data(seq, lens), recboles(model, seq, lens)
