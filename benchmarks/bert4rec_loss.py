@@ -5,22 +5,13 @@ and gradient differences on the same batches without dropout.
 Run: python benchmarks/bert4rec_loss.py [--dataset beauty-5core] [--batches 30] [--threads 1]"""
 import argparse
 import itertools
-import time
 
 import torch
 
 from bench.data.prepare import load_dataset
 from bench.method import get_method
 from fitdata import fit_data
-from loss_gap import differences
-
-
-def step_time(model, loss_fn, batches):
-    t = time.perf_counter()
-    for b in batches:
-        model.zero_grad()
-        loss_fn(b).backward()
-    return (time.perf_counter() - t) / len(batches)
+from loss_gap import differences, timed
 
 
 def main():
@@ -41,7 +32,7 @@ def main():
         share = float(torch.cat([(b[model.MASK_INDEX] > 0).flatten() for b in batches]).float().mean())
         theirs = lambda b: RecBoleBERT4Rec.calculate_loss(model, b)  # noqa: E731
         model.train()
-        t_theirs, t_ours = step_time(model, theirs, batches), step_time(model, model.calculate_loss, batches)
+        t_theirs, t_ours = (sum(timed(model, lambda b: (b,), fn, batches)) for fn in (theirs, model.calculate_loss))
         loss_diff, grad_diff, grad_max = differences(model, (theirs, model.calculate_loss), lambda b: (b,), batches)
     print(f"bert4rec on {a.dataset}, {len(batches)} batches of {m.params.train_batch_size}, {a.threads} thread(s): "
           f"{share:.1%} of the mask slots hold an item; RecBole's loss {t_theirs:.3f} s/batch, masked rows only "

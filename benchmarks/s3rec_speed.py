@@ -7,7 +7,6 @@ Run: python benchmarks/s3rec_speed.py [--dataset beauty-5core] [--batches 20] [-
 import argparse
 import itertools
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -15,21 +14,7 @@ import torch
 from bench.data.prepare import load_dataset
 from bench.method import get_method
 from fitdata import fit_data
-from loss_gap import differences
-
-
-def timed(model, build, loss_fn, batches):
-    """Mean seconds per batch: building the loss input, then forward + backward."""
-    t_build = t_step = 0.0
-    for batch in batches:
-        t0 = time.perf_counter()
-        inputs = build(batch)
-        t1 = time.perf_counter()
-        model.zero_grad()
-        loss_fn(*inputs).backward()
-        t_step += time.perf_counter() - t1
-        t_build += t1 - t0
-    return t_build / len(batches), t_step / len(batches)
+from loss_gap import differences, timed
 
 
 def line(stage, n_batches, theirs, ours, diffs):
