@@ -233,18 +233,19 @@ def _fit_records(results: list[tuple[dict, str]]
     """(dataset, method, work hash, device kind) -> (median wall-clock minutes of the fits its finished cells
     (`_grid_results`) recorded, the dataset's interaction count, the method's kind, whether a seed was ended by the
     safety stop, so that its time is a lower bound), one fit per seed however many protocols scored it (a fit reused
-    from disk does not count). The work hash leaves out the safety stops (`bench.results.work_hash`): a plan that
+    from disk does not count, nor one resumed and timed over its last run only). The work hash leaves out the safety stops (`bench.results.work_hash`): a plan that
     raises max_minutes still finds the records of the same work. Wall clock: it carries the load of the machine at
     the time."""
     import statistics
-    from bench.results import work_hash
+    from bench.results import fit_time_is_partial, work_hash
     seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}
     size: dict[str, int | None] = {}
     kinds: dict[str, str] = {}
     stopped: set[tuple[str, str, str, str]] = set()
     for r, device in results:
         try:
-            if r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0:
+            if (r["training"].get("fit_reused_from") is None and r["timings"]["fit_s"] > 0
+                    and not fit_time_is_partial(r)):
                 dataset = r["dataset"]["name"]
                 key = (dataset, r["method"]["name"], work_hash(r["method"].get("params"), r["method"]["params_hash"]),
                        device)
@@ -404,6 +405,17 @@ def leaderboard(dataset: str, protocol: str = "sampled-uniform-n99", target: str
     if write:
         lb.written = lb_mod.write(lb, root)
     return lb
+
+
+def curves(dataset: str, protocol: str = "sampled-uniform-n99", out=None, write: bool = True):
+    """`bench.py curves`: every validation curve the cells' fits recorded, per method and stage
+    (bench.report.curves.CurvesReport; `.table()` is a DataFrame, `.written` the Markdown / CSV / PNG files)."""
+    from bench.report.curves import build
+    root = Path(out if out is not None else default_out())
+    report = build(root, _dataset_name(dataset), Protocol.from_tag(protocol).tag)
+    if write:
+        report.written = report.write(root)
+    return report
 
 
 def significance(dataset: str, protocol: str = "sampled-uniform-n99", metric: str = "ndcg@10",

@@ -1,7 +1,7 @@
 """The command line (`bench.py COMMAND --help`): argument parsing and printing over bench.api, which holds the logic.
 
 Commands: run, reproduce, status, datasets, methods, check-method, compare-protocols, significance, diversity,
-robustness, history-probe, audit, reports, derive, leaderboard."""
+robustness, history-probe, audit, reports, derive, curves, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -187,6 +187,13 @@ def cmd_leaderboard(args) -> int:
     lb = api.leaderboard(args.dataset, args.protocol, args.target, out=args.out)
     print(render(lb, "md"))
     _written(lb.written)
+    return 0
+
+
+def cmd_curves(args) -> int:
+    report = api.curves(args.dataset, args.protocol, out=args.out)
+    print(report.to_markdown())
+    _written(report.written)
     return 0
 
 
@@ -550,12 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "cells give; exit 1 on failure",
                         parents=[_out("results", "results root to audit")])
     au.add_argument("--cells-only", dest="reports", action="store_false",
-                    help="skip rebuilding the leaderboards, significance reports and paper tables (minutes)")
+                    help="skip rebuilding the leaderboards, significance reports, paper tables and curves reports "
+                         "(minutes)")
     au.set_defaults(func=cmd_audit)
 
-    rr = sub.add_parser("reports", help="rebuild every leaderboard, significance report and paper table under the "
-                                        "results root from its cells (options read back from each report) and "
-                                        "rewrite those that changed, e.g. after new seeds land",
+    rr = sub.add_parser("reports", help="rebuild every leaderboard, significance report, paper table and curves "
+                                        "report under the results root from its cells (options read back from each "
+                                        "report) and rewrite those that changed, e.g. after new seeds land",
                         parents=[_dataset(what="only this dataset's folder"), _out()])
     rr.set_defaults(func=cmd_reports)
 
@@ -567,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--methods", default=None, help="only these methods (comma-separated; default: every one)")
     dv.add_argument("--force", action="store_true", help="write cells that are already finished again")
     dv.set_defaults(func=cmd_derive)
+
+    cu = sub.add_parser("curves", help="learning curves from stored results: every validation curve the cells' fits "
+                                       "recorded, per method and stage (did it rise, was it still rising when the "
+                                       "budget ended), as Markdown / CSV and a PNG",
+                        parents=[_dataset(required=True), _out()])
+    cu.add_argument("--protocol", default="sampled-uniform-n99", help="protocol tag whose cells are read")
+    cu.set_defaults(func=cmd_curves)
 
     lb = sub.add_parser("leaderboard", help="render the paper-style table from stored results",
                         parents=[_dataset(required=True), _out()])

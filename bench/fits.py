@@ -12,7 +12,7 @@ from typing import Callable
 
 from bench.io import read_json, write_json
 from bench.method import Method
-from bench.resume import clear
+from bench.resume import FitClock, clear
 from bench.results import params_hash
 
 
@@ -40,16 +40,20 @@ def can_save(method: Method) -> bool:
 
 def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: bool = False,
                 log: Callable[[str], None] = print) -> tuple[Method, dict]:
-    """The fitted method and {"fit_s", "load_s", "reused_from"}: loaded from `folder` when a fit of the same
-    params on the same data is saved there (and refit is False), else fitted now and saved there."""
+    """The fitted method and {"fit_s", "load_s", "reused_from", "fit_s_earlier_runs"}: loaded from `folder` when a
+    fit of the same params on the same data is saved there (and refit is False), else fitted now and saved there.
+    fit_s is the whole fit's wall time: a fit continued from epoch checkpoints adds the seconds its earlier runs
+    recorded in them (fit_s_earlier_runs; 0 for a fit done in one run, None for a saved fit from before it was
+    recorded)."""
     folder = Path(folder)
     if refit:  # --force: a fresh fit, not the continuation of an interrupted one
         clear(data.resume_dir)
     if not can_save(method):
-        t0 = time.perf_counter()
+        clock = data.fit_clock = FitClock()
         method.fit(data)
         clear(data.resume_dir)   # the fit is finished: its epoch checkpoints are spent
-        return method, {"fit_s": time.perf_counter() - t0, "load_s": 0.0, "reused_from": None}
+        return method, {"fit_s": clock.seconds(), "load_s": 0.0, "reused_from": None,
+                        "fit_s_earlier_runs": clock.earlier_runs}
     meta_path = folder / "fit.json"
     if not refit and meta_path.exists():
         meta = read_json(meta_path)
@@ -60,17 +64,18 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
             load_s = time.perf_counter() - t0
             log(f"{method.name}: loaded the fit saved in {folder} (fitted in {meta['fit_s']:.0f}s, loaded in "
                 f"{load_s:.1f}s)")
-            return loaded, {"fit_s": meta["fit_s"], "load_s": load_s, "reused_from": str(folder)}
+            return loaded, {"fit_s": meta["fit_s"], "load_s": load_s, "reused_from": str(folder),
+                            "fit_s_earlier_runs": meta.get("fit_s_earlier_runs")}
         log(f"{method.name}: the fit saved in {folder} is for other data or params; fitting again")
-    t0 = time.perf_counter()
+    clock = data.fit_clock = FitClock()
     method.fit(data)
-    fit_s = time.perf_counter() - t0
+    fit_s = clock.seconds()
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     try:  # a failed save costs only the reuse, never the finished fit
         shutil.rmtree(tmp, ignore_errors=True)
         method.save(tmp)
         write_json(tmp / "fit.json", {"fingerprint": fingerprint, "params": method.get_params(), "fit_s": fit_s,
-                                      "fit_info": dict(method.fit_info_),
+                                      "fit_s_earlier_runs": clock.earlier_runs, "fit_info": dict(method.fit_info_),
                                       "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -78,4 +83,4 @@ def fit_or_load(method: Method, data, folder: Path, fingerprint: str, refit: boo
         log(f"[red]warning[/]: could not save the fit of {method.name} to {folder}: {exc}; later cells refit")
         shutil.rmtree(tmp, ignore_errors=True)
     clear(data.resume_dir)
-    return method, {"fit_s": fit_s, "load_s": 0.0, "reused_from": None}
+    return method, {"fit_s": fit_s, "load_s": 0.0, "reused_from": None, "fit_s_earlier_runs": clock.earlier_runs}

@@ -230,7 +230,7 @@ class RecBoleMethod(Method):
             trainer.optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"], [train_data.generator])
             self.resumed_.append({"stage": stage, "from_epoch": state["epochs_done"]})
-            data.log(f"{self.name}: resuming {stage} after epoch {state['epochs_done']} from {ckpt.path}")
+            data.log(f"{self.name}: resuming {stage} after {state['epochs_done']} finished epochs from {ckpt.path}")
         return ckpt, state
 
     def _save_epoch(self, ckpt, trainer, train_data, epochs_done: int, **more) -> None:

@@ -304,6 +304,13 @@ def recompute_metrics(folder: Path, source: str = "auto") -> dict:
     return evaluate_full(z["rank"], z["n_neg"], z["gauc"]).metrics
 
 
+def fit_time_is_partial(result: dict) -> bool:
+    """Whether a result's fit_s covers only the last run of a fit continued from epoch checkpoints: code before
+    bench.resume.FitClock recorded no `fit_s_earlier_runs`, so such a time is a lower bound."""
+    resumed = bool((result.get("training") or {}).get("resumed"))
+    return resumed and (result.get("timings") or {}).get("fit_s_earlier_runs") is None
+
+
 def stages_kept_at_start(training: dict | None) -> list[str]:
     """The training stages of a result whose best validated state was their starting state (best_step 0 after
     steps were taken): the loop restores that state, so what the stage trains is not in the scores (e.g. CoLLM's

@@ -59,12 +59,27 @@ def set_rng_state(state: dict[str, Any], generators: Iterable = ()) -> None:
         g.set_state(s)
 
 
-class EpochCheckpoint:
-    """One training stage's checkpoint in `folder/<stage>/checkpoint.pt`, written atomically after each epoch."""
+class FitClock:
+    """Wall seconds of a fit that may span several runs: this run's, plus those the checkpoint it continued had
+    recorded (the work kept from earlier runs; the part of an epoch that an interruption cut short was lost and is
+    not counted). Without it a resumed fit would record only its last run's time."""
 
-    def __init__(self, folder: Path, stage: str, key: str):
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.earlier_runs = 0.0
+
+    def seconds(self) -> float:
+        return self.earlier_runs + time.perf_counter() - self.started
+
+
+class EpochCheckpoint:
+    """One training stage's checkpoint in `folder/<stage>/checkpoint.pt`, written atomically after each epoch; with
+    a FitClock it records the fit's seconds so far and hands them back on load."""
+
+    def __init__(self, folder: Path, stage: str, key: str, clock: FitClock | None = None):
         self.path = Path(folder) / stage / CHECKPOINT_FILE
         self.key = key
+        self.clock = clock
 
     def load(self, log: Callable[[str], None] = print) -> dict | None:
         """The saved state, or None when there is none or it was left by other code, data or params."""
@@ -79,6 +94,8 @@ class EpochCheckpoint:
         if state.get("key") != self.key:
             log(f"ignoring the checkpoint {self.path}: it was left by other code, data or params; starting afresh")
             return None
+        if self.clock is not None and "fit_s" in state:  # a later stage's checkpoint holds the longer time
+            self.clock.earlier_runs = max(self.clock.earlier_runs, float(state["fit_s"]))
         return state
 
     def save(self, state: dict, epochs_done: int) -> None:
@@ -87,16 +104,19 @@ class EpochCheckpoint:
         from bench.io import write_json
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        torch.save({**state, "key": self.key, "epochs_done": epochs_done}, tmp)
+        clock = {"fit_s": self.clock.seconds()} if self.clock is not None else {}
+        torch.save({**state, **clock, "key": self.key, "epochs_done": epochs_done}, tmp)
         os.replace(tmp, self.path)
         write_json(self.path.with_name(NOTE_FILE), {"stage": self.path.parent.name, "epochs_done": epochs_done,
                                                     "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def checkpoint_for(data, stage: str) -> EpochCheckpoint | None:
-    """The stage's checkpoint when the runner gave this fit a resume folder and a key, else None."""
+    """The stage's checkpoint when the runner gave this fit a resume folder and a key, else None; it keeps the fit's
+    clock (`fit_clock`, set by bench.fits.fit_or_load) across runs."""
     folder, key = getattr(data, "resume_dir", None), getattr(data, "resume_key", None)
-    return EpochCheckpoint(folder, stage, key) if folder is not None and key else None
+    clock = getattr(data, "fit_clock", None)
+    return EpochCheckpoint(folder, stage, key, clock) if folder is not None and key else None
 
 
 def progress_note(folder: Path) -> tuple[str, str] | None:

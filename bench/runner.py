@@ -221,7 +221,7 @@ class Fitted:
     cell: Cell
     method: Method
     data: FitData
-    fit: dict            # fit_or_load's {"fit_s", "load_s", "reused_from"}
+    fit: dict            # fit_or_load's {"fit_s", "load_s", "reused_from", "fit_s_earlier_runs"}
     common: dict         # the result.json sections every protocol of the cell shares
     valid: dict          # the protocol record of the early-stopping candidates
 
@@ -321,5 +321,6 @@ def result_record(fitted: Fitted, scored: Scored, protocol: Protocol, variant, t
     return {**fitted.common, "protocol": info, "metrics": scored.evaluation.metrics,
             "n_users": int(len(per_user["users"])),
             "answers": answers.as_dict() if answers is not None else None,
-            "timings": {"fit_s": fitted.fit["fit_s"], "fit_load_s": fitted.fit["load_s"], "score_s": scored.score_s,
+            "timings": {"fit_s": fitted.fit["fit_s"], "fit_s_earlier_runs": fitted.fit.get("fit_s_earlier_runs"),
+                        "fit_load_s": fitted.fit["load_s"], "score_s": scored.score_s,
                         "eval_s": scored.eval_s, "total_s": time.perf_counter() - t_start}}

@@ -87,14 +87,15 @@ def test_fit_estimate_scales_another_datasets_record_by_interactions(tmp_path):
     from bench.api import fit_minutes_estimates
     from bench.io import write_json
 
-    def cell(dataset, seed, fit_s, interactions, method="hgn", h="abc"):
+    def cell(dataset, seed, fit_s, interactions, method="hgn", h="abc", training=None):
         write_json(tmp_path / dataset / "sampled-uniform-n99" / method / h / f"seed{seed}" / "result.json",
                    {"dataset": {"name": dataset, "stats": {"interactions": interactions}},
                     "method": {"name": method, "params_hash": h}, "seed": seed,
-                    "training": {}, "timings": {"fit_s": fit_s}})
+                    "training": training or {}, "timings": {"fit_s": fit_s}})
 
     cell("small", 0, 600, 1000)
     cell("small", 1, 1200, 1000)                 # median of two seeds: 15 min
+    cell("small", 2, 60, 1000, training={"resumed": [{"stage": "train", "from_epoch": 9}]})  # last run only: left out
     cell("huge", 0, 60000, 100000)               # farther in size than `small` from a 3000-interaction set
     est = fit_minutes_estimates(tmp_path, "mid", 3000)
     assert est["hgn", "abc"] == (45.0, "scaled from small x3")

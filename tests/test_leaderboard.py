@@ -8,7 +8,7 @@ METRICS = ("auc", "gauc", "hr@1", "hr@5", "hr@10", "ndcg@1", "ndcg@5", "ndcg@10"
 
 
 def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None, profile="quick", overrides=None,
-         device="cpu", params_hash="abcd1234", protocol="sampled-uniform-n99"):
+         device="cpu", params_hash="abcd1234", protocol="sampled-uniform-n99", training=None, timings=None):
     m = {k: 0.1 for k in METRICS} | {"hr@10": hr10, "auc": 0.5 + hr10 / 2}
     folder = root / "d" / protocol / method / params_hash / f"seed{seed}"
     write_json(folder / "result.json", {"method": {"name": method, "kind": kind, "params_hash": params_hash,
@@ -16,7 +16,8 @@ def fake(root, method, seed, hr10, kind="baseline", params=None, fit_s=None, pro
                                                    "overrides": overrides or {}},
                                         "seed": seed, "metrics": m, "environment": {"device": device},
                                         "dataset": {"fingerprint": "f", "text_source": {"title_words": 7}},
-                                        "timings": {"fit_s": fit_s}})
+                                        "timings": {"fit_s": fit_s, **(timings or {})},
+                                        "training": training or {}})
 
 
 def test_caption_states_each_methods_training_budget(tmp_path):
@@ -26,6 +27,30 @@ def test_caption_states_each_methods_training_budget(tmp_path):
     md = render(build(tmp_path, "d"), "md")
     assert "- `sasrec`: profile quick: epochs 7, max_minutes 10; fit 120 s" in md
     assert "- `pop`: profile quick\n" in md, "no budget parameters and no fit time: the profile alone"
+
+
+def test_fit_time_of_a_fit_resumed_by_older_code_reads_as_a_lower_bound(tmp_path):
+    resumed = {"resumed": [{"stage": "train", "from_epoch": 5}]}
+    fake(tmp_path, "bert4rec", 0, 0.40, fit_s=1000.0)
+    fake(tmp_path, "bert4rec", 1, 0.40, fit_s=200.0, training=resumed)  # timed over its last run only
+    fake(tmp_path, "sasrec", 0, 0.40, fit_s=900.0, training=resumed, timings={"fit_s_earlier_runs": 700.0})
+    md = render(build(tmp_path, "d"), "md")
+    assert "- `bert4rec`: profile quick; fit ≥ 600 s (a seed's fit was resumed and timed over its last run only)" in md
+    assert "- `sasrec`: profile quick; fit 900 s\n" in md, "a resume timed across its runs is a whole fit's time"
+
+
+def test_budget_line_says_where_the_validation_curve_was_still_rising_at_the_end(tmp_path):
+    def history(*values):
+        return {"valid_metric": "ndcg@10", "history": [{"epoch": i, "valid": v} for i, v in enumerate(values)]}
+    fake(tmp_path, "sasrec", 0, 0.40, training=history(0.2, 0.3, 0.4))
+    fake(tmp_path, "sasrec", 1, 0.40, training=history(0.2, 0.4, 0.3))
+    fake(tmp_path, "gru4rec", 0, 0.40, training=history(0.3, 0.3))          # flat: never rose
+    fake(tmp_path, "tallrec", 0, 0.40, kind="llm", training={"finetune": {"best_valid_gauc": 0.7, "curve": {
+        "valid": [{"step": 0, "valid_gauc": 0.5}, {"step": 50, "valid_gauc": 0.7}]}}})
+    md = render(build(tmp_path, "d"), "md")
+    assert "- `sasrec`: profile quick; validation still rising at the end in seed(s) 0 of 2\n" in md
+    assert "- `gru4rec`: profile quick\n" in md
+    assert "- `tallrec`: profile quick; finetune validation still rising at the end in seed(s) 0 of 1\n" in md
 
 
 def test_caption_names_what_was_set_away_from_the_profile_and_a_gpu(tmp_path):

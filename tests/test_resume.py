@@ -117,7 +117,12 @@ def test_runner_resumes_a_killed_cell_and_clears_its_checkpoints(tmp_path, tiny_
     [row] = [r for r in grid_status(tmp_path) if r["state"] == "resumable"]
     assert row["cell"].startswith(f"{tiny_name}/fits/sasrec/") and row["cell"].endswith("/seed0")
     assert row["detail"].startswith("train: 1 epochs saved")
+    import torch
+    [ckpt] = tmp_path.rglob(resume.CHECKPOINT_FILE)
+    first_run_s = torch.load(ckpt, weights_only=True)["fit_s"]
     [(status, result, _)] = run_cell(cell, tmp_path, log=lambda msg: None)
     assert status == "done" and result["training"]["resumed"] == [{"stage": "train", "from_epoch": 1}]
+    assert first_run_s > 0 and result["timings"]["fit_s_earlier_runs"] == pytest.approx(first_run_s)
+    assert result["timings"]["fit_s"] > first_run_s, "the whole fit's time: the kept epoch's run and this one"
     assert result["training"]["epochs_run"] == 2
     assert not list(tmp_path.rglob(resume.CHECKPOINT_FILE)), "a finished fit leaves no checkpoint behind"

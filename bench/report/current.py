@@ -1,12 +1,14 @@
-"""Are the published reports what the published cells give today? Each leaderboard, significance report and
-paper-table rendering under a results root is rebuilt in memory from the cells beside it (result.json and the
-compact per-user files, both in git) with the options read back from the report itself, and compared byte for
-byte with the file. A report left behind by a new cell, a removed cell or a change of the rendering code is named,
-with the command that rewrites it; `bench.py reports` (refresh) rewrites every such report at once. Robustness and
-diversity reports are not checked: they come from training runs, not from stored cells."""
+"""Are the published reports what the published cells give today? Each leaderboard, significance report,
+paper-table rendering and learning-curves report under a results root is rebuilt in memory from the cells beside
+it (result.json and the compact per-user files, both in git) with the options read back from the report itself,
+and compared byte for byte with the file (a curves report's PNG is redrawn with it, not compared). A report left
+behind by a new cell, a removed cell or a change of the rendering code is named, with the command that rewrites it;
+`bench.py reports` (refresh) rewrites every such report at once. Robustness and diversity reports are not checked:
+they come from training runs, not from stored cells."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ _METRIC = "|".join(re.escape(k) for k in sorted(METRIC_KEYS, key=len, reverse=Tr
 LEADERBOARD = re.compile(r"leaderboard-(?P<protocol>.+)\.md")
 SIGNIFICANCE = re.compile(rf"significance-(?P<protocol>.+?)-(?P<metric>{_METRIC})(?:-(?P<comparison>.+))?\.md")
 REPRODUCE = re.compile(r"reproduce-(?P<table>[a-z0-9]+)-(?P<protocol>.+)\.md")
+CURVES = re.compile(r"curves-(?P<protocol>.+)\.md")
 TARGET = re.compile(r"Improvement: `([^`]+)` over the best baseline")
 PROFILE = re.compile(r"the row is the `([^`]+)` profile's")
 ALPHA = re.compile(r"alpha = ([0-9]*\.?[0-9]+)")
@@ -29,9 +32,11 @@ ALPHA = re.compile(r"alpha = ([0-9]*\.?[0-9]+)")
 
 @dataclass
 class Rebuilt:
-    """One report as it would be written now: {file name: text}, and the command that writes it."""
+    """One report as it would be written now: {file name: text}, the command that writes it, and what draws its
+    figure into a folder (the PNG is rewritten with the text files, not compared: its bytes depend on matplotlib)."""
     files: dict[str, str]
     command: str
+    draw: Callable[[Path], object] | None = None
 
 
 def _leaderboard(root: Path, dataset: str, md: Path) -> Rebuilt:
@@ -86,7 +91,14 @@ def _reproduce(root: Path, dataset: str, md: Path) -> Rebuilt:
     return Rebuilt({f"{stem}.md": text, f"{stem}.csv": df.to_csv(index=False)}, cmd)
 
 
-KINDS = ((LEADERBOARD, _leaderboard), (SIGNIFICANCE, _significance), (REPRODUCE, _reproduce))
+def _curves(root: Path, dataset: str, md: Path) -> Rebuilt:
+    from bench.report.curves import build
+    report = build(root, dataset, CURVES.fullmatch(md.name)["protocol"])
+    return Rebuilt(report.files(), f"bench.py curves --dataset {dataset} --protocol {report.protocol}",
+                   report.write_figure)
+
+
+KINDS = ((LEADERBOARD, _leaderboard), (SIGNIFICANCE, _significance), (REPRODUCE, _reproduce), (CURVES, _curves))
 
 
 def reports(root: Path, dataset: str | None = None):
@@ -142,5 +154,7 @@ def refresh(root: Path, dataset: str | None = None) -> list[tuple[str, str]]:
         now, differ, problem = _rebuild(root, name, md, rebuild)
         for file in differ:
             write_text(md.parent / file, now.files[file])
+        if differ and now.draw is not None:
+            now.draw(md.parent)
         out.append((str(md.relative_to(root)), problem or ("rewritten" if differ else "unchanged")))
     return out

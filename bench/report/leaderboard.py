@@ -16,7 +16,9 @@ from bench.io import write_text
 from bench.protocol import Protocol
 from bench.report.labels import KIND_ORDER, header
 from bench.report.significance import compare_metrics
-from bench.results import iter_results, method_labels, protocol_folders, stages_kept_at_start
+from bench.report.curves import stages_still_rising
+from bench.results import (fit_time_is_partial, iter_results, method_labels, protocol_folders,
+                           stages_kept_at_start)
 
 BUDGET_MARK = " (budget-stopped)"
 KEPT_MARK = " (stage kept at step 0)"
@@ -66,10 +68,11 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
                      "kept_at_start": tuple(stages_kept_at_start(res.get("training"))),
+                     "still_rising": tuple(stages_still_rising(res.get("training"))),
                      "budget": budget_text(m.get("profile"), m.get("params") or {}, m.get("overrides"),
                                            (res.get("environment") or {}).get("device"),
                                            _ignored(m["name"], m.get("params") or {})) + _derived_text(res),
-                     "fit_s": (res.get("timings") or {}).get("fit_s"),
+                     "fit_s": (res.get("timings") or {}).get("fit_s"), "fit_partial": fit_time_is_partial(res),
                      "text_source": (res.get("dataset") or {}).get("text_source"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
     if not rows:
@@ -100,9 +103,19 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     for lab, seed, stages in zip(df["label"], df["seed"], df["kept_at_start"]):
         for stage in stages:
             kept.setdefault(lab, {}).setdefault(stage, []).append(int(seed))
-    budgets = {lab: budget[lab] + (f"; fit {fit_s[lab]:.0f} s" if fit_s[lab] >= 1 else "")
+    rising: dict[str, dict[str, list[int]]] = {}
+    for lab, seed, stages in zip(df["label"], df["seed"], df["still_rising"]):
+        for stage in stages:
+            rising.setdefault(lab, {}).setdefault(stage, []).append(int(seed))
+    partial = df.groupby("label")["fit_partial"].any()
+    budgets = {lab: budget[lab] + (f"; fit {'≥ ' if partial[lab] else ''}{fit_s[lab]:.0f} s"
+                                   + (" (a seed's fit was resumed and timed over its last run only)"
+                                      if partial[lab] else "") if fit_s[lab] >= 1 else "")
                + "".join(f"; {stage} kept at step 0 in seed(s) {', '.join(map(str, sorted(seeds)))} of "
                          f"{n_seeds[lab]}" for stage, seeds in sorted(kept.get(lab, {}).items()))
+               + "".join(f"; {stage + ' ' if stage else ''}validation still rising at the end in seed(s) "
+                         f"{', '.join(map(str, sorted(set(seeds))))} of {n_seeds[lab]}"
+                         for stage, seeds in sorted(rising.get(lab, {}).items()))
                for lab in order}
     readers = df[df["kind"].isin((*TEXT_READERS, "text")) & df["text_source"].notna()]
     lb = Leaderboard(dataset, protocol, mean, std, n_seeds, kind, target, best_baseline,
@@ -216,7 +229,9 @@ def _budget_note(lb: Leaderboard) -> str:
     if not lb.budgets:
         return ""
     return ("\nTraining budgets (recorded params; max_minutes = wall-clock safety stop; fit = mean fit time over "
-            "seeds):\n\n" + "".join(f"- `{lab}`: {text}\n" for lab, text in lb.budgets.items()))
+            "seeds; \"still rising\": the validation curve rose and its best was its last point, so a larger "
+            "budget may score higher, see `bench.py curves`):\n\n"
+            + "".join(f"- `{lab}`: {text}\n" for lab, text in lb.budgets.items()))
 
 
 def _text_floor_note(lb: Leaderboard) -> str:
