@@ -233,9 +233,9 @@ def _fit_records(results: list[tuple[dict, str]]
     """(dataset, method, work hash, device kind) -> (median wall-clock minutes of the fits its finished cells
     (`_grid_results`) recorded, the dataset's interaction count, the method's kind, whether a seed was ended by the
     safety stop, so that its time is a lower bound), one fit per seed however many protocols scored it (a fit reused
-    from disk does not count, nor one resumed and timed over its last run only). The work hash leaves out the safety stops (`bench.results.work_hash`): a plan that
-    raises max_minutes still finds the records of the same work. Wall clock: it carries the load of the machine at
-    the time."""
+    from disk does not count, nor one resumed and timed over its last run only). The work hash leaves out the safety
+    stops (`bench.results.work_hash`): a plan that raises max_minutes still finds the records of the same work. Wall
+    clock: it carries the load of the machine at the time."""
     import statistics
     from bench.results import fit_time_is_partial, work_hash
     seconds: dict[tuple[str, str, str, str], dict[int, float]] = {}

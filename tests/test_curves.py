@@ -71,7 +71,7 @@ def test_curves_command_writes_the_report_and_reports_keep_it_current(tmp_path, 
     assert stale_reports(tmp_path) == (1, [])
     png = folder / "curves-sampled-uniform-n99.png"
     png.unlink()
-    fake(tmp_path, "sasrec", 1, RECBOLE, dataset="ml-100k")  # a new seed lands: the report no longer says what its cells give
+    fake(tmp_path, "sasrec", 1, RECBOLE, dataset="ml-100k")  # a new seed: the report is no longer what its cells give
     checked, problems = stale_reports(tmp_path)
     assert checked == 1 and "stale report" in problems[0][1] and "bench.py curves --dataset ml-100k" in problems[0][1]
     assert dict(refresh(tmp_path)) == {"ml-100k/curves-sampled-uniform-n99.md": "rewritten"}

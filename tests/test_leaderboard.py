@@ -35,7 +35,8 @@ def test_fit_time_of_a_fit_resumed_by_older_code_reads_as_a_lower_bound(tmp_path
     fake(tmp_path, "bert4rec", 1, 0.40, fit_s=200.0, training=resumed)  # timed over its last run only
     fake(tmp_path, "sasrec", 0, 0.40, fit_s=900.0, training=resumed, timings={"fit_s_earlier_runs": 700.0})
     md = render(build(tmp_path, "d"), "md")
-    assert "- `bert4rec`: profile quick; fit ≥ 600 s (a seed's fit was resumed and timed over its last run only)" in md
+    assert ("- `bert4rec`: profile quick; fit ≥ 600 s (a seed's fit was resumed and timed over its last run only)"
+            in md)
     assert "- `sasrec`: profile quick; fit 900 s\n" in md, "a resume timed across its runs is a whole fit's time"
 
 
