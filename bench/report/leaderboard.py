@@ -99,14 +99,7 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
         best_baseline[m] = col.idxmax() if len(col) else None
     budget = df.groupby("label")["budget"].first()
     fit_s = pd.to_numeric(df["fit_s"], errors="coerce").groupby(df["label"]).mean()
-    kept: dict[str, dict[str, list[int]]] = {}
-    for lab, seed, stages in zip(df["label"], df["seed"], df["kept_at_start"]):
-        for stage in stages:
-            kept.setdefault(lab, {}).setdefault(stage, []).append(int(seed))
-    rising: dict[str, dict[str, list[int]]] = {}
-    for lab, seed, stages in zip(df["label"], df["seed"], df["still_rising"]):
-        for stage in stages:
-            rising.setdefault(lab, {}).setdefault(stage, []).append(int(seed))
+    kept, rising = _seeds_by_stage(df, "kept_at_start"), _seeds_by_stage(df, "still_rising")
     partial = df.groupby("label")["fit_partial"].any()
     budgets = {lab: budget[lab] + (f"; fit {'≥ ' if partial[lab] else ''}{fit_s[lab]:.0f} s"
                                    + (" (a seed's fit was resumed and timed over its last run only)"
@@ -114,7 +107,7 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
                + "".join(f"; {stage} kept at step 0 in seed(s) {', '.join(map(str, sorted(seeds)))} of "
                          f"{n_seeds[lab]}" for stage, seeds in sorted(kept.get(lab, {}).items()))
                + "".join(f"; {stage + ' ' if stage else ''}validation still rising at the end in seed(s) "
-                         f"{', '.join(map(str, sorted(set(seeds))))} of {n_seeds[lab]}"
+                         f"{', '.join(map(str, sorted(seeds)))} of {n_seeds[lab]}"
                          for stage, seeds in sorted(rising.get(lab, {}).items()))
                for lab in order}
     readers = df[df["kind"].isin((*TEXT_READERS, "text")) & df["text_source"].notna()]
@@ -125,6 +118,15 @@ def build(root: Path, dataset: str, protocol: str = "sampled-uniform-n99", targe
     if significance and len(mean) > 1:
         _add_marks(lb, root)
     return lb
+
+
+def _seeds_by_stage(df: pd.DataFrame, column: str) -> dict[str, dict[str, list[int]]]:
+    """label -> {stage: seeds} from a column holding each cell's stage names (kept at step 0, still rising)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for lab, seed, stages in zip(df["label"], df["seed"], df[column]):
+        for stage in stages:
+            out.setdefault(lab, {}).setdefault(stage, []).append(int(seed))
+    return out
 
 
 def _add_marks(lb: Leaderboard, root: Path) -> None:
