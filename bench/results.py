@@ -75,7 +75,9 @@ def package_versions() -> dict[str, str | None]:
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, timeout=30)
+    # --no-optional-locks: `git status` otherwise takes .git/index.lock to refresh the index, and a status killed by
+    # the timeout on a loaded machine leaves the lock behind, which then blocks every commit in the repository
+    return subprocess.run(["git", "--no-optional-locks", *args], cwd=PROJECT_ROOT, capture_output=True, timeout=30)
 
 
 # Published results are outputs, not code: writing them must not make the tree look dirty to the next cell.

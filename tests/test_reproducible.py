@@ -67,6 +67,14 @@ def test_git_state_hashes_the_diff_of_this_checkout():
         assert results.commit_exists(state["commit"]) and not results.commit_exists("0" * 40)
 
 
+def test_git_state_takes_no_lock_that_a_timeout_could_leave_behind(monkeypatch):
+    calls = []
+    real = results.subprocess.run
+    monkeypatch.setattr(results.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or real(cmd, **kw))
+    results.git_state()
+    assert calls and all(cmd[:2] == ["git", "--no-optional-locks"] for cmd in calls)
+
+
 def test_publishing_a_dirty_tree_is_refused_before_any_work(published, tiny_name, monkeypatch):
     monkeypatch.setattr(runner, "git_state", lambda: {"commit": "c" * 40, "dirty": True, "diff_sha256": "x"})
     with pytest.raises(BenchError, match="refusing to publish") as err:
