@@ -36,7 +36,7 @@ class Curve:
         ys = np.asarray(self.ys, dtype=np.float64)
         best = int(np.argmax(ys))
         return {"stage": self.stage or "-", "metric": self.metric, "x": self.x, "points": len(ys),
-                "first": ys[0], "best": ys[best], "best_at": self.xs[best], "last": ys[-1],
+                "first": ys[0], "best": ys[best], "best_at": self.xs[best], "last": ys[-1], "gain": ys[best] - ys[0],
                 "rose": bool(ys[best] > ys[0] + RISE),
                 "ends_at_best": bool(len(ys) > 1 and ys[-1] >= ys[best])}
 
@@ -195,19 +195,18 @@ def _points(g: pd.DataFrame) -> str:
 
 
 def build(root: Path, dataset: str, protocol: str) -> CurvesReport:
-    cells = [(res, folder) for folder, res in iter_results(Path(root) / dataset / protocol)]
+    cells = [res for _, res in iter_results(Path(root) / dataset / protocol)]
     if not cells:
         raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
                          f"run `bench.py run --dataset {dataset}` first")
-    labels = method_labels((res["method"]["name"], res["method"]["params_hash"]) for res, _ in cells)
-    kinds = {lab: res["method"].get("kind", "baseline") for lab, (res, _) in zip(labels, cells)}
+    labels = method_labels((res["method"]["name"], res["method"]["params_hash"]) for res in cells)
+    kinds = {lab: res["method"].get("kind", "baseline") for lab, res in zip(labels, cells)}
     order = sorted(set(labels), key=lambda lab: (KIND_ORDER.get(kinds[lab], 9), lab))
     rows, curves, has_curve = [], {}, set()
-    for lab, (res, _) in sorted(zip(labels, cells), key=lambda t: (order.index(t[0]), t[1][0]["seed"])):
+    for lab, res in sorted(zip(labels, cells), key=lambda t: (order.index(t[0]), t[1]["seed"])):
         for c in curves_of(res.get("training")):
             s = c.summary()
-            rows.append({"label": lab, "kind": kinds[lab], "seed": int(res["seed"]), **s,
-                         "gain": s["best"] - s["first"]})
+            rows.append({"label": lab, "kind": kinds[lab], "seed": int(res["seed"]), **s})
             curves.setdefault((lab, s["stage"]), []).append((int(res["seed"]), c))
             has_curve.add(lab)
     if not rows:
