@@ -270,9 +270,21 @@ def iter_results(root: Path, dataset: str | None = None) -> Iterator[tuple[Path,
     base = Path(root) / dataset if dataset else Path(root)
     for path in sorted(base.rglob("result.json")):
         try:
-            yield path.parent, read_json(path)
-        except ValueError:
-            continue
+            result = read_json(path)
+        except ValueError as exc:  # skipping it would drop a seed from every report without a word
+            raise BenchError(f"{path}: not valid JSON ({exc}); restore it from git, or delete its folder to "
+                             f"run the cell again") from None
+        yield path.parent, result
+
+
+def cells_of(root: Path, dataset: str, protocol: str) -> list[tuple[Path, dict]]:
+    """Every cell (folder, result) of one dataset and protocol under a results root; the reports built from them
+    (leaderboard, significance, curves) all need at least one."""
+    cells = list(iter_results(Path(root) / dataset / protocol))
+    if not cells:
+        raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
+                         f"run `bench.py run --dataset {dataset}` first")
+    return cells
 
 
 def protocol_folders(root: Path, dataset: str) -> Iterator[tuple[Path, Protocol]]:

@@ -130,6 +130,12 @@ def test_missing_results_and_target_are_one_line_errors(tmp_path):
     fake(tmp_path, "pop", 0, 0.3)
     with pytest.raises(BenchError, match="target method 'x'"):
         build(tmp_path, "d", target="x")
+    broken = tmp_path / "d" / "sampled-uniform-n99" / "pop" / "abcd1234" / "seed1" / "result.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"method": ')  # a seed that cannot be read is named, not left out of the mean
+    with pytest.raises(BenchError, match=f"{broken}: not valid JSON") as e:
+        build(tmp_path, "d")
+    assert "\n" not in str(e.value)
 
 
 def test_reproduce_table_beside_the_paper(tmp_path):

@@ -16,7 +16,7 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.io import write_png, write_text
 from bench.report.labels import KIND_ORDER
-from bench.results import iter_results, method_labels
+from bench.results import cells_of, method_labels
 
 WRAPPERS = ("curve", "history", "valid")  # keys that hold a curve without naming a stage
 RISE = 1e-9  # a best this close to the first value is no rise (float noise of a restored state)
@@ -195,10 +195,7 @@ def _points(g: pd.DataFrame) -> str:
 
 
 def build(root: Path, dataset: str, protocol: str) -> CurvesReport:
-    cells = [res for _, res in iter_results(Path(root) / dataset / protocol)]
-    if not cells:
-        raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
-                         f"run `bench.py run --dataset {dataset}` first")
+    cells = [res for _, res in cells_of(root, dataset, protocol)]
     labels = method_labels((res["method"]["name"], res["method"]["params_hash"]) for res in cells)
     kinds = {lab: res["method"].get("kind", "baseline") for lab, res in zip(labels, cells)}
     order = sorted(set(labels), key=lambda lab: (KIND_ORDER.get(kinds[lab], 9), lab))

@@ -17,7 +17,7 @@ from bench.protocol import Protocol
 from bench.report.labels import KIND_ORDER, header
 from bench.report.significance import compare_metrics
 from bench.report.curves import stages_still_rising
-from bench.results import (fit_time_is_partial, iter_results, method_labels, protocol_folders,
+from bench.results import (cells_of, fit_time_is_partial, method_labels, protocol_folders,
                            stages_kept_at_start)
 
 BUDGET_MARK = " (budget-stopped)"
@@ -63,7 +63,7 @@ class Leaderboard:
 
 def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
     rows = []
-    for folder, res in iter_results(Path(root) / dataset / protocol):
+    for _, res in cells_of(root, dataset, protocol):
         m = res["method"]
         rows.append({"method": m["name"], "params_hash": m["params_hash"], "kind": m.get("kind", "baseline"),
                      "seed": res["seed"], "budget_stopped": bool((res.get("training") or {}).get("budget_stopped")),
@@ -75,9 +75,6 @@ def collect(root: Path, dataset: str, protocol: str) -> pd.DataFrame:
                      "fit_s": (res.get("timings") or {}).get("fit_s"), "fit_partial": fit_time_is_partial(res),
                      "text_source": (res.get("dataset") or {}).get("text_source"),
                      **{k: res["metrics"].get(k) for k in METRIC_KEYS}})
-    if not rows:
-        raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol!r} under {root}; "
-                         f"run `bench.py run --dataset {dataset}` first")
     return pd.DataFrame(rows)
 
 

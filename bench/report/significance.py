@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.evaluate import METRIC_KEYS
 from bench.io import write_text
 from bench.report.labels import KIND_ORDER, header
-from bench.results import iter_results, label_name, method_labels, per_user_table
+from bench.results import cells_of, label_name, method_labels, per_user_table
 
 STAND_IN = {"auc": "gauc"}          # requested metric -> per-user array that is tested
 REFERENCE_KINDS = ("baseline", "text", "llm")
@@ -99,13 +99,8 @@ def _load(root, dataset: str, protocol_tag: str, metrics) -> tuple[dict, dict]:
     """Per-user values by label and seed, {label: {seed: (users, {metric: values})}}, and each label's kind.
     `metrics` are the tested ones (gauc for auc); each cell's file is read once for all of them."""
     keys = [metrics] if isinstance(metrics, str) else list(metrics)
-    cells = []
-    for folder, res in iter_results(Path(root) / dataset / protocol_tag):
-        m = res["method"]
-        cells.append((folder, m["name"], m["params_hash"], m.get("kind", "baseline"), int(res["seed"])))
-    if not cells:
-        raise BenchError(f"no results for dataset {dataset!r}, protocol {protocol_tag!r} under {root}; "
-                         f"run `bench.py run --dataset {dataset}` first")
+    cells = [(folder, res["method"]["name"], res["method"]["params_hash"], res["method"].get("kind", "baseline"),
+              int(res["seed"])) for folder, res in cells_of(root, dataset, protocol_tag)]
     per_user: dict[str, dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
     kinds: dict[str, str] = {}
     labels = method_labels((name, h) for _, name, h, _, _ in cells)
