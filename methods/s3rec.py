@@ -111,6 +111,14 @@ class S3Rec(RecBoleMethod):
         self._train(data, trainer, train_data, stage="finetune")
         self.fit_info_["pretrain"] = pretrain
 
+    def _build_trained(self, data, weights) -> None:
+        # RecBole's fine-tuning model starts from a state dict file: here the saved one (`load` puts it in again)
+        from safetensors.torch import load_file
+        path = self._tmp / "pretrained.pth"
+        torch.save({"state_dict": load_file(str(weights))}, path)
+        self._build(data, train_stage="finetune", item_attribute=next(iter(data.item_attrs)),
+                    pre_model_path=str(path))
+
 
 @functools.cache
 def fast_s3rec():

@@ -1,5 +1,7 @@
 """The history-swap probe (bench.probe): nobody keeps their own history, a method that ignores histories does not
 move, one that reads them does, and the own-history pass is checked against the committed cell."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,9 @@ def test_mf_ignores_the_history_and_its_committed_cell_is_reproduced(tmp_path, t
     assert r["users"] == 30 and r["identical_scores"]
     assert r["own"] == r["swapped"] and r["tests_swapped_minus_own"]["gauc"]["wilcoxon_p"] == 1.0
     assert r["committed_cell"]["reproduces"] and r["committed_cell"]["max_abs_gauc_diff"] <= 1e-12
-    assert r["fit_reused_from"] is None  # RecBole fits are not saved: the probe fitted again, and got the same model
+    # the probe loaded the fit the cell saved, and the loaded fit reproduces the cell (above)
+    fit = Path(r["fit_reused_from"])
+    assert fit.parent.parent == tmp_path / tiny_name / "fits" / "bpr" and fit.name == "seed0"
     assert "no measurable use of the history" in probe.markdown
     # as another user entirely it reads that user's embedding: the user-id part is all there is
     a = r["above_chance_from"]["gauc"]

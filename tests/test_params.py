@@ -64,7 +64,7 @@ def test_a_valid_device_pattern_and_none_where_allowed():
 def test_capabilities_are_declared_not_probed():
     implements = {name: {c for c in CAPABILITIES if get_method(name).implements(c)} for name in available()}
     assert implements["pop"] == {"score_full"} and implements["textsim"] == {"score_full"}
-    assert implements["sasrec"] == {"score_full"} and implements["ctrl"] == {"score_full"}
+    assert implements["sasrec"] == {"score_full", "save"} and implements["ctrl"] == {"score_full"}
     assert {"set_prompt", "save", "answer_counter"} <= implements["tallrec"]
     assert {"set_prompt", "save"} <= implements["ganprompt-plain"] and "set_prompt" not in implements["p5"]
     assert [n for n in available() if "input_ablations" in implements[n]] == ["collm"]

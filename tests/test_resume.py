@@ -126,3 +126,24 @@ def test_runner_resumes_a_killed_cell_and_clears_its_checkpoints(tmp_path, tiny_
     assert result["timings"]["fit_s"] > first_run_s, "the whole fit's time: the kept epoch's run and this one"
     assert result["training"]["epochs_run"] == 2
     assert not list(tmp_path.rglob(resume.CHECKPOINT_FILE)), "a finished fit leaves no checkpoint behind"
+
+
+def test_a_later_protocol_loads_the_saved_recbole_fit_instead_of_training_again(tmp_path, tiny_name, monkeypatch):
+    # seen on sports-5core: s3rec's sampled cell was written, then the session ended while full ranking was scored,
+    # and the full cell trained the same 1.5-hour fit again
+    from bench.protocol import Protocol
+    from bench.runner import Cell, run_cell
+    monkeypatch.setattr("bench.runner.git_state", lambda: {"commit": "c0ffee", "dirty": False, "diff_sha256": None})
+    overrides = {**TINY, "epochs": 2}
+    [(_, first, _)] = run_cell(Cell(tiny_name, "sasrec", 0, (Protocol(),), overrides=overrides), tmp_path,
+                               log=lambda msg: None)
+    assert first["training"]["fit_reused_from"] is None
+
+    def fitted_again(self, data):
+        raise AssertionError("fitted again")
+    monkeypatch.setattr(get_method("sasrec"), "fit", fitted_again)
+    [(status, second, _)] = run_cell(Cell(tiny_name, "sasrec", 0, (Protocol.from_tag("full"),), overrides=overrides),
+                                     tmp_path, log=lambda msg: None)
+    assert status == "done" and second["training"]["fit_reused_from"].startswith(f"{tiny_name}/fits/sasrec/")
+    assert second["timings"]["fit_s"] == first["timings"]["fit_s"]
+    assert second["training"]["best_epoch"] == first["training"]["best_epoch"], "the saved fit's record is kept"
