@@ -242,7 +242,6 @@ class RecBoleMethod(Method):
             m._build_trained(data, folder / WEIGHTS_FILE)
         load_model(m.model_, str(folder / WEIGHTS_FILE), strict=True, device=str(m.config_["device"]))
         m.model_.eval()
-        m.fit_info_ = {}
         return m
 
     def _build_trained(self, data, weights: Path) -> None:
